@@ -1,0 +1,90 @@
+# ringmx — plain GNU make. `make run` and `make test` do all set-up (see README.md).
+CC      ?= cc
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -Wall -Wextra -Werror -Wshadow -D_GNU_SOURCE -pthread -I.
+JEMALLOC ?= -ljemalloc
+LDLIBS  += -luring -linih $(JEMALLOC) -lcrypto -pthread
+BUILD   ?= build
+BIN     ?= bin
+
+# Each top folder builds one static library; files named *main.c hold a program's main().
+server_SRC := $(filter-out %main.c,$(wildcard server/*.c))
+queue_SRC  := $(filter-out %main.c,$(wildcard queue/*.c))
+dns_SRC    := $(filter-out %main.c,$(wildcard dns/*.c))
+bench_SRC  := $(filter-out %main.c,$(wildcard bench/*.c))
+LIBS := $(BUILD)/libserver.a $(BUILD)/libqueue.a $(BUILD)/libbench.a
+ifneq ($(dns_SRC),)
+LIBS += $(BUILD)/libdns.a
+endif
+
+PROGS := $(BIN)/ringmx $(BIN)/ringmx-spool $(BIN)/ringmx-bench $(BIN)/ringmx-sink
+UNIT_SRC := $(wildcard tests/unit/*/test_*.c)
+
+.PHONY: all run test unit integration check-asan clean deps test-deps fmt
+all: $(PROGS)
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libserver.a: $(call obj,$(server_SRC))
+$(BUILD)/libqueue.a:  $(call obj,$(queue_SRC))
+$(BUILD)/libdns.a:    $(call obj,$(dns_SRC))
+$(BUILD)/libbench.a:  $(call obj,$(bench_SRC))
+$(BUILD)/%.a:
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# Link order: server uses queue and dns; bench uses server's loop.
+LINK_LIBS := $(BUILD)/libbench.a $(BUILD)/libserver.a $(BUILD)/libqueue.a $(wildcard $(BUILD)/libdns.a)
+$(BIN)/ringmx:       $(BUILD)/server/main.o $(LIBS)
+$(BIN)/ringmx-spool: $(BUILD)/queue/spool_main.o $(LIBS)
+$(BIN)/ringmx-bench: $(BUILD)/bench/bench_main.o $(LIBS)
+$(BIN)/ringmx-sink:  $(BUILD)/bench/sink_main.o $(LIBS)
+$(PROGS):
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) -o $@ $< $(LINK_LIBS) $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/test-unit: $(call obj,$(UNIT_SRC)) $(LIBS)
+	$(CC) $(CFLAGS) -o $@ $(call obj,$(UNIT_SRC)) $(LINK_LIBS) $(LDFLAGS) $(LDLIBS) -lcriterion
+
+deps:
+	@scripts/install-deps.sh
+test-deps:
+	@scripts/install-deps.sh --test
+
+# Starts ringmx in the foreground on its embedded default config (127.0.0.1:2525).
+run: deps
+	@$(MAKE) --no-print-directory all
+	$(BIN)/ringmx
+
+unit: $(BUILD)/test-unit
+	$(BUILD)/test-unit --jobs 2
+
+integration: all
+	/usr/bin/python3 -m pytest -q tests/integration
+
+# Every test: unit tests (Criterion), then integration tests against the real binaries
+# (pytest, whose summary line ends the run).
+test: test-deps
+	@$(MAKE) --no-print-directory all $(BUILD)/test-unit
+	$(BUILD)/test-unit --jobs 2
+	/usr/bin/python3 -m pytest -q tests/integration
+
+# The same tests under AddressSanitizer + UndefinedBehaviorSanitizer, in their own build tree.
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+check-asan: test-deps
+	@$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/bin \
+	    CFLAGS="$(ASAN_FLAGS)" JEMALLOC= all build-asan/test-unit
+	ASAN_OPTIONS=detect_leaks=1 build-asan/test-unit --jobs 2
+	RINGMX_BIN=build-asan/bin ASAN_OPTIONS=detect_leaks=1 /usr/bin/python3 -m pytest -q tests/integration
+
+clean:
+	rm -rf $(BUILD) build-asan $(BIN)
+
+fmt:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

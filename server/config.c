@@ -1,0 +1,1475 @@
+/*
+ * config — parse, validate and query ringmx's INI configuration (see config.h and
+ * docs/config.md, which must stay in step with the key table below).
+ *
+ * libinih does the INI syntax. Debian's libinih 55 is built without INI_HANDLER_LINENO, so the
+ * text goes through ini_parse_stream() with our own line reader (the same thing
+ * ini_parse_string() does inside, plus a line counter): the handler then knows exactly which
+ * line it is called for, and the reader also sees what inih never reports (an over-long line,
+ * an unknown section with no keys in it). The first error stops the parse, and its message is
+ * formatted at once as the one line "FILE:LINE: what".
+ */
+#include "server/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "queue/spool_record.h"
+
+/* Limits of the file itself. A line is bounded so that inih reads it whole, in one buffer. */
+#define CONFIG_LINE_MAX 65536
+#define CONFIG_FILE_MAX ((size_t)16 << 20)
+#define CONFIG_MSG_MAX 1024 /* one error line, before it is cut to the caller's buffer */
+
+/* Bounds of the values. */
+#define CONFIG_SHARDS_MAX 256
+#define CONFIG_CONNECTIONS_MAX 1048576 /* Linux's default fs.nr_open: no process holds more fds */
+#define CONFIG_MESSAGE_SIZE_MIN 65536  /* RFC 5321 4.5.3.1.7: 64K octets of content, at least */
+#define CONFIG_MESSAGE_SIZE_MAX ((uint64_t)1 << 30)
+#define CONFIG_LINE_LENGTH_MIN 512 /* RFC 5321 4.5.3.1.4: a command line may be 512 octets */
+#define CONFIG_LINE_LENGTH_MAX 65536
+#define CONFIG_ERRORS_MAX 1000
+#define CONFIG_TIMEOUT_MAX 86400 /* s: one day */
+#define CONFIG_GREETING_DELAY_MAX_MS 60000
+#define CONFIG_SEGMENT_SIZE_MIN ((uint64_t)1 << 20)
+#define CONFIG_SEGMENT_SIZE_MAX ((uint64_t)1 << 30)
+#define CONFIG_DOMAIN_MAX 253   /* RFC 1035 3.1: 255 octets on the wire, 253 as text */
+#define CONFIG_LABEL_MAX 63     /* RFC 1035 2.3.4 */
+#define CONFIG_ADDRESS_MAX 254  /* RFC 5321 4.5.3.1.3: a path is 256 octets with its <> */
+#define CONFIG_RECIPIENTS_MAX 16777216
+#define CONFIG_STRSET_STR_MAX 255
+
+/* A message that fills a spool record must still fit in one, envelope and Received: included. */
+_Static_assert(CONFIG_MESSAGE_SIZE_MAX <= SPOOL_RECORD_MAX / 2, "message size vs spool record");
+_Static_assert(SPOOL_RCPT_MAX >= 1000, "max_recipients default above the spool's bound");
+_Static_assert(CONFIG_HOSTNAME_MAX >= CONFIG_DOMAIN_MAX, "hostname buffer");
+_Static_assert(CONFIG_ADDRESS_MAX <= CONFIG_STRSET_STR_MAX, "strset string bound");
+
+#define DEFAULT_LISTEN "127.0.0.1:2525"
+#define DEFAULT_RELAY_NETWORKS "127.0.0.0/8 ::1/128"
+#define DEFAULT_SPOOL_DIR "/var/spool/ringmx"
+#define EMBEDDED_NAME "(embedded default)"
+#define LIST_SEPARATORS " \t,"
+
+const char config_default_text[] =
+	"# ringmx: the embedded default configuration, used when ringmx is started without -c FILE.\n"
+	"# It is made for trying ringmx out: SMTP on 127.0.0.1:2525, mail for localhost accepted,\n"
+	"# relaying for this machine only, the spool under ./var/spool (relative to the working\n"
+	"# directory). Every key, its default and its unit are in docs/config.md.\n"
+	"\n"
+	"[server]\n"
+	"listen = 127.0.0.1:2525\n"
+	"# hostname is left unset, so it is this machine's name (gethostname()); on a real MX,\n"
+	"# set it to the name the MX record points to:\n"
+	"# hostname = mx.example.com\n"
+	"\n"
+	"[spool]\n"
+	"dir = ./var/spool\n"
+	"# no 250 before the message is on disk (fdatasync); \"no\" is for benchmarks only\n"
+	"fsync = yes\n"
+	"\n"
+	"[accept]\n"
+	"domains = localhost\n"
+	"relay_networks = 127.0.0.0/8 ::1/128\n";
+
+/* ---- Case-insensitive string set ---------------------------------------------------------- */
+
+/*
+ * Open addressing with linear probing over 8-byte slots; the strings live lower-cased and
+ * NUL-terminated in one pool, so a million recipients cost one table and one pool, not a
+ * million allocations. A slot's offset 0 means empty (the pool's first byte is never used).
+ * Lookups hash and compare the query lower-cased on the fly: no allocation, no copy.
+ */
+struct strset_slot {
+	uint32_t hash;
+	uint32_t off;
+};
+
+struct config_strset {
+	struct strset_slot *slots;
+	uint32_t mask; /* slot count - 1; the slot count is a power of two */
+	uint32_t count;
+	char *pool;
+	size_t pool_len;
+	size_t pool_cap;
+};
+
+static inline unsigned char
+ascii_lower(unsigned char c)
+{
+	return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+/* FNV-1a over the lower-cased bytes, folded to 32 bits so the low bits (the slot) mix well. */
+static uint32_t
+strset_hash(const char *s, size_t len)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= ascii_lower((unsigned char)s[i]);
+		h *= 0x100000001b3ull;
+	}
+	return (uint32_t)(h ^ (h >> 32));
+}
+
+static bool
+strset_slot_equals(const struct config_strset *set, uint32_t off, const char *s, size_t len)
+{
+	const char *stored = set->pool + off;
+
+	for (size_t i = 0; i < len; i++) {
+		if (stored[i] == '\0' || stored[i] != (char)ascii_lower((unsigned char)s[i]))
+			return false;
+	}
+	return stored[len] == '\0';
+}
+
+/* Returns the slot holding s, or the empty slot where it would go. */
+static struct strset_slot *
+strset_probe(const struct config_strset *set, const char *s, size_t len, uint32_t hash)
+{
+	for (uint32_t i = hash & set->mask;; i = (i + 1) & set->mask) {
+		struct strset_slot *slot = &set->slots[i];
+
+		if (slot->off == 0)
+			return slot;
+		if (slot->hash == hash && strset_slot_equals(set, slot->off, s, len))
+			return slot;
+	}
+}
+
+static bool
+strset_contains(const struct config_strset *set, const char *s, size_t len)
+{
+	if (!set || set->count == 0 || len > CONFIG_STRSET_STR_MAX)
+		return false;
+	return strset_probe(set, s, len, strset_hash(s, len))->off != 0;
+}
+
+static struct config_strset *
+strset_new(void)
+{
+	return calloc(1, sizeof(struct config_strset));
+}
+
+static void
+strset_free(struct config_strset *set)
+{
+	if (!set)
+		return;
+	free(set->slots);
+	free(set->pool);
+	free(set);
+}
+
+/* Doubles the table (16 slots at first), keeping the load under 70% so misses stay short. */
+static int
+strset_grow(struct config_strset *set)
+{
+	size_t nslots = set->slots ? ((size_t)set->mask + 1) * 2 : 16;
+	struct strset_slot *old = set->slots;
+	size_t nold = old ? (size_t)set->mask + 1 : 0;
+
+	if (nslots > ((size_t)1 << 31))
+		return -ENOMEM;
+	set->slots = calloc(nslots, sizeof *set->slots);
+	if (!set->slots) {
+		set->slots = old;
+		return -ENOMEM;
+	}
+	set->mask = (uint32_t)(nslots - 1);
+	for (size_t i = 0; i < nold; i++) {
+		if (old[i].off == 0)
+			continue;
+		uint32_t j = old[i].hash & set->mask;
+
+		while (set->slots[j].off != 0)
+			j = (j + 1) & set->mask;
+		set->slots[j] = old[i];
+	}
+	free(old);
+	return 0;
+}
+
+/* Appends s lower-cased and NUL-terminated to the pool. Returns its offset, or 0 on ENOMEM. */
+static uint32_t
+strset_pool_add(struct config_strset *set, const char *s, size_t len)
+{
+	if (set->pool_len == 0)
+		set->pool_len = 1; /* offset 0 marks an empty slot */
+	if (set->pool_len + len + 1 > set->pool_cap) {
+		size_t cap = set->pool_cap ? set->pool_cap * 2 : 4096;
+		char *pool;
+
+		while (cap < set->pool_len + len + 1)
+			cap *= 2;
+		if (cap > UINT32_MAX)
+			return 0;
+		pool = realloc(set->pool, cap);
+		if (!pool)
+			return 0;
+		set->pool = pool;
+		set->pool_cap = cap;
+	}
+	uint32_t off = (uint32_t)set->pool_len;
+
+	for (size_t i = 0; i < len; i++)
+		set->pool[off + i] = (char)ascii_lower((unsigned char)s[i]);
+	set->pool[off + len] = '\0';
+	set->pool_len += len + 1;
+	return off;
+}
+
+/* Adds s (any case). Returns 1 when added, 0 when already there, -ENOMEM or -EINVAL. */
+static int
+strset_add(struct config_strset *set, const char *s, size_t len)
+{
+	if (len == 0 || len > CONFIG_STRSET_STR_MAX || memchr(s, '\0', len))
+		return -EINVAL;
+	if (!set->slots || ((size_t)set->count + 1) * 10 > ((size_t)set->mask + 1) * 7) {
+		if (strset_grow(set) < 0)
+			return -ENOMEM;
+	}
+	uint32_t hash = strset_hash(s, len);
+	struct strset_slot *slot = strset_probe(set, s, len, hash);
+
+	if (slot->off != 0)
+		return 0;
+	slot->off = strset_pool_add(set, s, len);
+	if (slot->off == 0)
+		return -ENOMEM;
+	slot->hash = hash;
+	set->count++;
+	return 1;
+}
+
+/* ---- Load state and error messages -------------------------------------------------------- */
+
+enum key_id {
+	K_LISTEN,
+	K_HOSTNAME,
+	K_SHARDS,
+	K_MAX_CONNECTIONS,
+	K_MAX_CONNECTIONS_PER_IP,
+	K_MAX_MESSAGE_SIZE,
+	K_MAX_RECIPIENTS,
+	K_MAX_LINE_LENGTH,
+	K_MAX_ERRORS,
+	K_TIMEOUT_GREETING,
+	K_TIMEOUT_COMMAND,
+	K_TIMEOUT_DATA,
+	K_TIMEOUT_SESSION,
+	K_GREETING_DELAY_MS,
+	K_SHUTDOWN_TIMEOUT,
+	K_BARE_NEWLINE,
+	K_LOG_LEVEL,
+	K_SPOOL_DIR,
+	K_FSYNC,
+	K_SEGMENT_SIZE,
+	K_DOMAINS,
+	K_RELAY_NETWORKS,
+	K_RECIPIENTS,
+	K_COUNT
+};
+
+struct load {
+	struct config *cfg;
+	const char *name;         /* the config's name in messages */
+	const char *pos;          /* reader: the text not read yet */
+	size_t left;
+	int lineno;               /* reader: the line inih is working on */
+	int key_line[K_COUNT];    /* the line each key was set on; 0 while unset */
+	bool failed;
+	char msg[CONFIG_MSG_MAX]; /* the first error, whole: "FILE:LINE: what" */
+};
+
+struct key;
+typedef int (*key_parse_fn)(struct load *ld, const struct key *k, const char *value);
+
+struct suffixes {
+	const char *what;   /* what a value is, for "expected ..." */
+	const char *chars;  /* the suffix letters, each with its multiplier below */
+	uint64_t mult[8];
+};
+
+struct key {
+	const char *section;
+	const char *name;
+	key_parse_fn parse;
+	size_t offset;             /* of the field in struct config */
+	uint64_t min, max;         /* numeric keys */
+	const struct suffixes *sfx; /* numeric keys: allowed unit suffixes */
+};
+
+static const struct key keys[K_COUNT];
+
+/* Writes s (len bytes) double-quoted for a message: bytes outside printable ASCII as \xHH, and
+ * at most QUOTE_MAX of them, so an error stays one readable line whatever the input. */
+#define QUOTE_MAX 64
+#define QUOTE_BUF (QUOTE_MAX * 4 + 8)
+static const char *
+quote(char *buf, const char *s, size_t len)
+{
+	size_t o = 0;
+
+	buf[o++] = '"';
+	for (size_t i = 0; i < len && i < QUOTE_MAX; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+			o += (size_t)snprintf(buf + o, 5, "\\x%02x", c);
+		else
+			buf[o++] = (char)c;
+	}
+	if (len > QUOTE_MAX) {
+		memcpy(buf + o, "...", 3);
+		o += 3;
+	}
+	buf[o++] = '"';
+	buf[o] = '\0';
+	return buf;
+}
+#define QN(s, n) quote((char[QUOTE_BUF]){0}, (s), (n))
+#define Q(s) QN((s), strlen(s))
+
+static int __attribute__((format(printf, 4, 0)))
+load_vfail(struct load *ld, const char *file, int line, const char *fmt, va_list ap)
+{
+	int n;
+
+	if (ld->failed)
+		return -1;
+	ld->failed = true;
+	if (line > 0)
+		n = snprintf(ld->msg, sizeof ld->msg, "%s:%d: ", file, line);
+	else
+		n = snprintf(ld->msg, sizeof ld->msg, "%s: ", file);
+	if (n >= 0 && (size_t)n < sizeof ld->msg)
+		vsnprintf(ld->msg + n, sizeof ld->msg - (size_t)n, fmt, ap);
+	return -1;
+}
+
+/* Records the first error, at `line` of file (0: the error has no line). Returns -1. */
+static int __attribute__((format(printf, 4, 5)))
+load_fail_in(struct load *ld, const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	load_vfail(ld, file, line, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+#define load_fail(ld, line, ...) load_fail_in((ld), (ld)->name, (line), __VA_ARGS__)
+
+/* Records an error about key k's value, at the line it was set on: "[sec] key: what". */
+static int __attribute__((format(printf, 3, 4)))
+key_fail(struct load *ld, const struct key *k, const char *fmt, ...)
+{
+	char what[CONFIG_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	return load_fail(ld, ld->key_line[k - keys], "[%s] %s: %s", k->section, k->name, what);
+}
+
+static void *
+key_field(struct load *ld, const struct key *k)
+{
+	return (char *)ld->cfg + k->offset;
+}
+
+/* ---- Values ------------------------------------------------------------------------------- */
+
+static const struct suffixes no_suffixes = { "integer", "", { 0 } };
+static const struct suffixes size_suffixes = {
+	"size in bytes (like 26214400, 512K, 25M, 1G)",
+	"kKmMgG",
+	{ 1u << 10, 1u << 10, 1u << 20, 1u << 20, 1u << 30, 1u << 30 },
+};
+static const struct suffixes time_suffixes = {
+	"duration in seconds (like 300, 300s, 5m, 1h)",
+	"smh",
+	{ 1, 60, 3600 },
+};
+
+/*
+ * Reads digits and at most one suffix letter from sfx, and nothing else (no sign, no space).
+ * Returns 0, -EINVAL when that is not what s is, or -ERANGE when it does not fit in 64 bits.
+ */
+static int
+parse_number(const char *s, const struct suffixes *sfx, uint64_t *out)
+{
+	uint64_t v = 0;
+	bool overflow = false;
+	const char *p = s;
+
+	for (; *p >= '0' && *p <= '9'; p++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			overflow = true;
+		v = v * 10 + d;
+	}
+	if (p == s)
+		return -EINVAL;
+	if (*p != '\0') {
+		const char *c = strchr(sfx->chars, *p);
+
+		if (!c || p[1] != '\0')
+			return -EINVAL;
+		uint64_t m = sfx->mult[c - sfx->chars];
+
+		if (v > UINT64_MAX / m)
+			overflow = true;
+		v *= m;
+	}
+	if (overflow)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+/* Writes v for a message, with the largest binary suffix that divides it for sizes. */
+static const char *
+number_text(char *buf, size_t len, uint64_t v, const struct suffixes *sfx)
+{
+	static const char sizes[] = "GMK";
+
+	if (sfx == &size_suffixes && v != 0) {
+		for (int i = 0; i < 3; i++) {
+			uint64_t m = (uint64_t)1 << (30 - 10 * i);
+
+			if (v % m == 0) {
+				snprintf(buf, len, "%llu%c", (unsigned long long)(v / m), sizes[i]);
+				return buf;
+			}
+		}
+	}
+	snprintf(buf, len, "%llu", (unsigned long long)v);
+	return buf;
+}
+
+/* Parses a numeric key's value and checks it against the key's bounds. */
+static int
+key_number(struct load *ld, const struct key *k, const char *value, uint64_t *out)
+{
+	const struct suffixes *sfx = k->sfx ? k->sfx : &no_suffixes;
+	char lo[32], hi[32];
+	int rc = parse_number(value, sfx, out);
+
+	if (rc == -EINVAL) {
+		const char *what = sfx->what;
+
+		if (sfx == &no_suffixes)
+			what = k->min > 0 ? "positive integer" : "non-negative integer";
+		return key_fail(ld, k, "expected a %s, got %s", what, Q(value));
+	}
+	if (rc == -ERANGE || *out < k->min || *out > k->max) {
+		return key_fail(ld, k, "%s is out of range, expected %s to %s%s", Q(value),
+				number_text(lo, sizeof lo, k->min, sfx),
+				number_text(hi, sizeof hi, k->max, sfx),
+				sfx == &time_suffixes ? " seconds" : "");
+	}
+	return 0;
+}
+
+static int
+key_unsigned(struct load *ld, const struct key *k, const char *value)
+{
+	uint64_t v;
+
+	if (key_number(ld, k, value, &v) < 0)
+		return -1;
+	*(unsigned *)key_field(ld, k) = (unsigned)v;
+	return 0;
+}
+
+static int
+key_u64(struct load *ld, const struct key *k, const char *value)
+{
+	uint64_t v;
+
+	if (key_number(ld, k, value, &v) < 0)
+		return -1;
+	*(uint64_t *)key_field(ld, k) = v;
+	return 0;
+}
+
+static bool
+word_is(const char *value, const char *word)
+{
+	return strcasecmp(value, word) == 0;
+}
+
+static int
+key_bool(struct load *ld, const struct key *k, const char *value)
+{
+	bool *field = key_field(ld, k);
+
+	if (word_is(value, "yes") || word_is(value, "true") || strcmp(value, "1") == 0)
+		*field = true;
+	else if (word_is(value, "no") || word_is(value, "false") || strcmp(value, "0") == 0)
+		*field = false;
+	else
+		return key_fail(ld, k, "expected yes or no (or true, false, 1, 0), got %s", Q(value));
+	return 0;
+}
+
+static int
+key_bare_newline(struct load *ld, const struct key *k, const char *value)
+{
+	if (word_is(value, "reject"))
+		ld->cfg->bare_newline = CONFIG_BARE_NEWLINE_REJECT;
+	else if (word_is(value, "accept"))
+		ld->cfg->bare_newline = CONFIG_BARE_NEWLINE_ACCEPT;
+	else
+		return key_fail(ld, k, "expected reject or accept, got %s", Q(value));
+	return 0;
+}
+
+static int
+key_log_level(struct load *ld, const struct key *k, const char *value)
+{
+	static const char *const names[] = { "debug", "info", "warn", "error" };
+	static const enum config_log_level levels[] = { CONFIG_LOG_DEBUG, CONFIG_LOG_INFO,
+							 CONFIG_LOG_WARN, CONFIG_LOG_ERROR };
+
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		if (word_is(value, names[i])) {
+			ld->cfg->log_level = levels[i];
+			return 0;
+		}
+	}
+	return key_fail(ld, k, "expected debug, info, warn or error, got %s", Q(value));
+}
+
+/* True for a name in letter-digit-hyphen form (RFC 1123 2.1): dot-separated labels of 1 to 63
+ * letters, digits and hyphens, at most 253 characters in all. No trailing dot. */
+static bool
+is_domain_name(const char *s, size_t len)
+{
+	size_t label = 0;
+
+	if (len == 0 || len > CONFIG_DOMAIN_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-'))
+			return false;
+		if (++label > CONFIG_LABEL_MAX)
+			return false;
+	}
+	return label > 0;
+}
+
+static int
+key_hostname(struct load *ld, const struct key *k, const char *value)
+{
+	if (!is_domain_name(value, strlen(value))) {
+		return key_fail(ld, k,
+				"expected a host name (letters, digits, '-' and '.', at most %d), "
+				"got %s",
+				CONFIG_DOMAIN_MAX, Q(value));
+	}
+	strcpy(ld->cfg->hostname, value);
+	return 0;
+}
+
+static int
+key_path(struct load *ld, const struct key *k, const char *value)
+{
+	size_t len = strlen(value);
+
+	if (len == 0)
+		return key_fail(ld, k, "expected a path, got \"\"");
+	if (len >= PATH_MAX)
+		return key_fail(ld, k, "path is longer than %d bytes", PATH_MAX - 1);
+	memcpy(key_field(ld, k), value, len + 1);
+	return 0;
+}
+
+/* The recipients file: empty means none. The path is resolved once the parse is over. */
+static int
+key_recipients(struct load *ld, const struct key *k, const char *value)
+{
+	if (value[0] == '\0') {
+		ld->cfg->recipients_path[0] = '\0';
+		return 0;
+	}
+	return key_path(ld, k, value);
+}
+
+/* Copies a list item into dst as a C string. Returns false when it does not fit. */
+static bool
+item_copy(char *dst, size_t cap, const char *item, size_t len)
+{
+	if (len >= cap)
+		return false;
+	memcpy(dst, item, len);
+	dst[len] = '\0';
+	return true;
+}
+
+/* Steps *p over separators to the next list item. Returns false at the end of the list. */
+static bool
+list_next(const char **p, const char **item, size_t *len)
+{
+	*p += strspn(*p, LIST_SEPARATORS);
+	if (**p == '\0')
+		return false;
+	*item = *p;
+	*len = strcspn(*p, LIST_SEPARATORS);
+	*p += *len;
+	return true;
+}
+
+/* ---- Listen addresses and networks -------------------------------------------------------- */
+
+static int
+parse_port(const char *s, uint16_t *port)
+{
+	uint64_t v;
+
+	if (parse_number(s, &no_suffixes, &v) < 0 || v == 0 || v > 65535)
+		return -EINVAL;
+	*port = (uint16_t)v;
+	return 0;
+}
+
+int
+config_listen_parse(const char *text, struct config_listen *out)
+{
+	char host[64];
+	const char *colon;
+	size_t hlen;
+	uint16_t port;
+
+	if (strlen(text) >= sizeof out->text)
+		return -EINVAL;
+	memset(out, 0, sizeof *out);
+	if (text[0] == '[') {
+		const char *close = strchr(text, ']');
+
+		if (!close || close[1] != ':')
+			return -EINVAL;
+		colon = close + 1;
+		hlen = (size_t)(close - text - 1);
+		memcpy(host, text + 1, hlen);
+	} else {
+		colon = strrchr(text, ':');
+		if (!colon)
+			return -EINVAL;
+		hlen = (size_t)(colon - text);
+		memcpy(host, text, hlen);
+	}
+	host[hlen] = '\0';
+	if (parse_port(colon + 1, &port) < 0)
+		return -EINVAL;
+	if (text[0] == '[') {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->addr;
+
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			return -EINVAL;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		out->addr_len = sizeof *sin6;
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&out->addr;
+
+		if (strcmp(host, "*") == 0)
+			sin->sin_addr.s_addr = htonl(INADDR_ANY);
+		else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return -EINVAL;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		out->addr_len = sizeof *sin;
+	}
+	strcpy(out->text, text);
+	return 0;
+}
+
+/* Same socket address: "*:25" and "0.0.0.0:25" are the same, whatever the text says. */
+static bool
+listen_same(const struct config_listen *a, const struct config_listen *b)
+{
+	return a->addr_len == b->addr_len && memcmp(&a->addr, &b->addr, a->addr_len) == 0;
+}
+
+static int
+key_listen(struct load *ld, const struct key *k, const char *value)
+{
+	struct config *cfg = ld->cfg;
+	const char *p = value, *item;
+	size_t len;
+
+	cfg->nlisten = 0;
+	while (list_next(&p, &item, &len)) {
+		struct config_listen l;
+		char text[sizeof l.text];
+
+		if (!item_copy(text, sizeof text, item, len) || config_listen_parse(text, &l) < 0)
+			return key_fail(ld, k, "%s is not addr:port (like 127.0.0.1:25, [::1]:25 or "
+					"*:25)", QN(item, len));
+		for (unsigned i = 0; i < cfg->nlisten; i++) {
+			if (listen_same(&cfg->listen[i], &l))
+				return key_fail(ld, k, "%s is the same address as %s",
+						Q(l.text), Q(cfg->listen[i].text));
+		}
+		if (cfg->nlisten == CONFIG_LISTEN_MAX)
+			return key_fail(ld, k, "more than %d addresses", CONFIG_LISTEN_MAX);
+		cfg->listen[cfg->nlisten++] = l;
+	}
+	if (cfg->nlisten == 0)
+		return key_fail(ld, k, "expected at least one addr:port");
+	return 0;
+}
+
+static void
+cidr_clear_host_bits(struct config_cidr *c)
+{
+	unsigned nbytes = c->family == AF_INET ? 4 : 16;
+
+	for (unsigned i = 0; i < nbytes; i++) {
+		unsigned bit = i * 8;
+
+		if (bit >= c->prefix)
+			c->addr[i] = 0;
+		else if (c->prefix - bit < 8)
+			c->addr[i] &= (uint8_t)(0xff << (8 - (c->prefix - bit)));
+	}
+}
+
+/*
+ * An IPv4-mapped network (::ffff:a.b.c.d/96 and longer) is stored as the IPv4 network it
+ * denotes, because clients are matched as IPv4 whichever socket family they came in on.
+ */
+int
+config_cidr_parse(const char *text, struct config_cidr *out)
+{
+	char addr[INET6_ADDRSTRLEN];
+	const char *slash = strchr(text, '/');
+	size_t alen = slash ? (size_t)(slash - text) : strlen(text);
+	uint64_t prefix;
+
+	if (alen == 0 || alen >= sizeof addr)
+		return -EINVAL;
+	memcpy(addr, text, alen);
+	addr[alen] = '\0';
+	memset(out, 0, sizeof *out);
+	out->family = strchr(addr, ':') ? AF_INET6 : AF_INET;
+	if (inet_pton(out->family, addr, out->addr) != 1)
+		return -EINVAL;
+	prefix = out->family == AF_INET ? 32 : 128;
+	if (slash) {
+		uint64_t max = prefix;
+
+		if (parse_number(slash + 1, &no_suffixes, &prefix) < 0 || prefix > max)
+			return -EINVAL;
+	}
+	out->prefix = (unsigned)prefix;
+	cidr_clear_host_bits(out);
+	if (out->family == AF_INET6 && out->prefix >= 96 &&
+	    IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)out->addr)) {
+		memmove(out->addr, out->addr + 12, 4);
+		memset(out->addr + 4, 0, 12);
+		out->family = AF_INET;
+		out->prefix -= 96;
+	}
+	return 0;
+}
+
+/* The client's address as matched: IPv4-mapped IPv6 is IPv4. Returns the family or 0. */
+static int
+client_addr(const struct sockaddr *sa, uint8_t out[16])
+{
+	if (sa && sa->sa_family == AF_INET) {
+		memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+		return AF_INET;
+	}
+	if (sa && sa->sa_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a)) {
+			memcpy(out, a->s6_addr + 12, 4);
+			return AF_INET;
+		}
+		memcpy(out, a->s6_addr, 16);
+		return AF_INET6;
+	}
+	return 0;
+}
+
+static bool
+cidr_match_bytes(const struct config_cidr *c, const uint8_t *addr)
+{
+	unsigned full = c->prefix / 8, rest = c->prefix % 8;
+
+	if (memcmp(c->addr, addr, full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	uint8_t mask = (uint8_t)(0xff << (8 - rest));
+
+	return (addr[full] & mask) == c->addr[full];
+}
+
+bool
+config_cidr_match(const struct config_cidr *c, const struct sockaddr *sa)
+{
+	uint8_t addr[16];
+
+	return client_addr(sa, addr) == c->family && cidr_match_bytes(c, addr);
+}
+
+static int
+relay_networks_set(struct load *ld, const struct key *k, const char *value)
+{
+	struct config *cfg = ld->cfg;
+	const char *p = value, *item;
+	size_t len, n = 0;
+
+	while (list_next(&p, &item, &len))
+		n++;
+	free(cfg->relay_networks);
+	cfg->nrelay_networks = 0;
+	cfg->relay_networks = n ? calloc(n, sizeof *cfg->relay_networks) : NULL;
+	if (n && !cfg->relay_networks)
+		return key_fail(ld, k, "out of memory");
+	for (p = value; list_next(&p, &item, &len);) {
+		char text[INET6_ADDRSTRLEN + 8];
+		struct config_cidr *c = &cfg->relay_networks[cfg->nrelay_networks];
+
+		if (!item_copy(text, sizeof text, item, len) || config_cidr_parse(text, c) < 0)
+			return key_fail(ld, k, "%s is not an address or network (like 10.0.0.0/8 or "
+					"2001:db8::/32)", QN(item, len));
+		cfg->nrelay_networks++;
+	}
+	return 0;
+}
+
+static int
+key_domains(struct load *ld, const struct key *k, const char *value)
+{
+	struct config *cfg = ld->cfg;
+	const char *p = value, *item;
+	size_t len;
+
+	while (list_next(&p, &item, &len)) {
+		size_t dlen = len > 1 && item[len - 1] == '.' ? len - 1 : len;
+
+		if (!is_domain_name(item, dlen))
+			return key_fail(ld, k, "%s is not a domain name", QN(item, len));
+		if (strset_add(cfg->domains, item, dlen) < 0)
+			return key_fail(ld, k, "out of memory");
+	}
+	return 0;
+}
+
+/* ---- The keys ----------------------------------------------------------------------------- */
+
+#define F(field) offsetof(struct config, field)
+static const struct key keys[K_COUNT] = {
+	[K_LISTEN] = { "server", "listen", key_listen, 0, 0, 0, NULL },
+	[K_HOSTNAME] = { "server", "hostname", key_hostname, 0, 0, 0, NULL },
+	[K_SHARDS] = { "server", "shards", key_unsigned, F(shards), 0, CONFIG_SHARDS_MAX, NULL },
+	[K_MAX_CONNECTIONS] = { "server", "max_connections", key_unsigned, F(max_connections), 1,
+				CONFIG_CONNECTIONS_MAX, NULL },
+	[K_MAX_CONNECTIONS_PER_IP] = { "server", "max_connections_per_ip", key_unsigned,
+				       F(max_connections_per_ip), 0, CONFIG_CONNECTIONS_MAX, NULL },
+	[K_MAX_MESSAGE_SIZE] = { "server", "max_message_size", key_u64, F(max_message_size),
+				 CONFIG_MESSAGE_SIZE_MIN, CONFIG_MESSAGE_SIZE_MAX, &size_suffixes },
+	[K_MAX_RECIPIENTS] = { "server", "max_recipients", key_unsigned, F(max_recipients), 1,
+			       SPOOL_RCPT_MAX, NULL },
+	[K_MAX_LINE_LENGTH] = { "server", "max_line_length", key_unsigned, F(max_line_length),
+				CONFIG_LINE_LENGTH_MIN, CONFIG_LINE_LENGTH_MAX, NULL },
+	[K_MAX_ERRORS] = { "server", "max_errors", key_unsigned, F(max_errors), 1,
+			   CONFIG_ERRORS_MAX, NULL },
+	[K_TIMEOUT_GREETING] = { "server", "timeout_greeting", key_unsigned, F(timeout_greeting),
+				 1, CONFIG_TIMEOUT_MAX, &time_suffixes },
+	[K_TIMEOUT_COMMAND] = { "server", "timeout_command", key_unsigned, F(timeout_command), 1,
+				CONFIG_TIMEOUT_MAX, &time_suffixes },
+	[K_TIMEOUT_DATA] = { "server", "timeout_data", key_unsigned, F(timeout_data), 1,
+			     CONFIG_TIMEOUT_MAX, &time_suffixes },
+	[K_TIMEOUT_SESSION] = { "server", "timeout_session", key_unsigned, F(timeout_session), 1,
+				CONFIG_TIMEOUT_MAX, &time_suffixes },
+	[K_GREETING_DELAY_MS] = { "server", "greeting_delay_ms", key_unsigned,
+				  F(greeting_delay_ms), 0, CONFIG_GREETING_DELAY_MAX_MS, NULL },
+	[K_SHUTDOWN_TIMEOUT] = { "server", "shutdown_timeout", key_unsigned, F(shutdown_timeout),
+				 0, CONFIG_TIMEOUT_MAX, &time_suffixes },
+	[K_BARE_NEWLINE] = { "server", "bare_newline", key_bare_newline, 0, 0, 0, NULL },
+	[K_LOG_LEVEL] = { "server", "log_level", key_log_level, 0, 0, 0, NULL },
+	[K_SPOOL_DIR] = { "spool", "dir", key_path, F(spool_dir), 0, 0, NULL },
+	[K_FSYNC] = { "spool", "fsync", key_bool, F(fsync), 0, 0, NULL },
+	[K_SEGMENT_SIZE] = { "spool", "segment_size", key_u64, F(segment_size),
+			     CONFIG_SEGMENT_SIZE_MIN, CONFIG_SEGMENT_SIZE_MAX, &size_suffixes },
+	[K_DOMAINS] = { "accept", "domains", key_domains, 0, 0, 0, NULL },
+	[K_RELAY_NETWORKS] = { "accept", "relay_networks", relay_networks_set, 0, 0, 0, NULL },
+	[K_RECIPIENTS] = { "accept", "recipients", key_recipients, F(recipients_path), 0, 0,
+			   NULL },
+};
+#undef F
+
+static const char *const sections[] = { "server", "spool", "accept" };
+
+static bool
+section_is_known(const char *name, size_t len)
+{
+	for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
+		if (strlen(sections[i]) == len && memcmp(sections[i], name, len) == 0)
+			return true;
+	}
+	return false;
+}
+
+static const struct key *
+key_find(const char *section, const char *name)
+{
+	for (size_t i = 0; i < K_COUNT; i++) {
+		if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0)
+			return &keys[i];
+	}
+	return NULL;
+}
+
+/* ---- Driving inih ------------------------------------------------------------------------- */
+
+static pthread_once_t ini_once = PTHREAD_ONCE_INIT;
+static char ini_comment_chars[] = ";#";
+
+/*
+ * Debian's libinih exposes its options as globals; only this module uses inih, so it sets them
+ * once for the process. A value is one line (no indented continuation lines, so indenting keys
+ * under a section is harmless); "; x" and "# x" after a value are comments; a line may be up to
+ * CONFIG_LINE_MAX bytes, in a heap buffer; parsing stops at the first error.
+ */
+static void
+config_ini_setup(void)
+{
+	ini_allow_multiline = false;
+	ini_allow_bom = true;
+	ini_allow_inline_comments = true;
+	ini_inline_comment_prefixes = ini_comment_chars;
+	ini_start_comment_prefixes = ini_comment_chars;
+	ini_use_stack = false;
+	ini_allow_realloc = false;
+	ini_initial_alloc = CONFIG_LINE_MAX + 3; /* + CR, LF and NUL */
+	ini_max_line = CONFIG_LINE_MAX + 3;
+	ini_stop_on_first_error = true;
+	ini_allow_no_value = false;
+}
+
+/* A "[name]" line naming no section we know is an error even when no key follows it, and inih
+ * never calls the handler for a bare section line, so the reader checks them. */
+static void
+check_section_line(struct load *ld, const char *line)
+{
+	const char *p = line, *close;
+
+	if (ld->lineno == 1 && strncmp(p, "\xef\xbb\xbf", 3) == 0)
+		p += 3;
+	p += strspn(p, " \t\r\v\f");
+	if (*p != '[')
+		return;
+	close = strchr(p, ']');
+	if (close && !section_is_known(p + 1, (size_t)(close - p - 1)))
+		load_fail(ld, ld->lineno, "unknown section [%s]", QN(p + 1, (size_t)(close - p - 1)));
+}
+
+/* inih's line reader (fgets-like): hands out one line, counting them. Returns NULL at the end
+ * of the text or after an error, which ends the parse. */
+static char *
+config_read_line(char *buf, int size, void *stream)
+{
+	struct load *ld = stream;
+	const char *nl;
+	size_t n;
+
+	if (ld->failed || ld->left == 0)
+		return NULL;
+	nl = memchr(ld->pos, '\n', ld->left);
+	n = nl ? (size_t)(nl - ld->pos) + 1 : ld->left;
+	ld->lineno++;
+	if (n + 1 > (size_t)size) {
+		load_fail(ld, ld->lineno, "line is longer than %d bytes", CONFIG_LINE_MAX);
+		return NULL;
+	}
+	memcpy(buf, ld->pos, n);
+	buf[n] = '\0';
+	ld->pos += n;
+	ld->left -= n;
+	check_section_line(ld, buf);
+	return buf;
+}
+
+/* inih's handler, called once per "key = value" line. Returns 1 to go on, 0 on an error. */
+static int
+config_on_key(void *user, const char *section, const char *name, const char *value)
+{
+	struct load *ld = user;
+	const struct key *k;
+
+	if (section[0] == '\0') {
+		load_fail(ld, ld->lineno, "key %s is outside any section", Q(name));
+		return 0;
+	}
+	k = key_find(section, name);
+	if (!k) {
+		load_fail(ld, ld->lineno, "unknown key %s in [%s]", Q(name), section);
+		return 0;
+	}
+	if (ld->key_line[k - keys] != 0) {
+		load_fail(ld, ld->lineno, "duplicate key %s in [%s] (first set on line %d)",
+			  Q(name), section, ld->key_line[k - keys]);
+		return 0;
+	}
+	ld->key_line[k - keys] = ld->lineno;
+	return k->parse(ld, k, value) < 0 ? 0 : 1;
+}
+
+/* ---- After the parse: defaults that need work, cross-key checks, the recipients file ------- */
+
+static void
+config_set_defaults(struct config *cfg)
+{
+	cfg->shards = 0;
+	cfg->max_connections = 10000;
+	cfg->max_connections_per_ip = 50;
+	cfg->max_message_size = 26214400;
+	cfg->max_recipients = 1000;
+	cfg->max_line_length = 2048;
+	cfg->max_errors = 10;
+	cfg->timeout_greeting = 300;
+	cfg->timeout_command = 300;
+	cfg->timeout_data = 300;
+	cfg->timeout_session = 3600;
+	cfg->greeting_delay_ms = 0;
+	cfg->shutdown_timeout = 10;
+	cfg->bare_newline = CONFIG_BARE_NEWLINE_REJECT;
+	cfg->log_level = CONFIG_LOG_INFO;
+	strcpy(cfg->spool_dir, DEFAULT_SPOOL_DIR);
+	cfg->fsync = true;
+	cfg->segment_size = (uint64_t)64 << 20;
+}
+
+/* The CPUs this process may run on (what shards get pinned to), else the online ones. */
+static unsigned
+cpu_count(void)
+{
+	cpu_set_t set;
+	long n;
+
+	if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+		n = CPU_COUNT(&set);
+	else
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	return n > CONFIG_SHARDS_MAX ? CONFIG_SHARDS_MAX : (unsigned)n;
+}
+
+static int
+default_hostname(struct load *ld)
+{
+	char name[CONFIG_HOSTNAME_MAX + 2] = "";
+
+	if (gethostname(name, sizeof name - 1) < 0)
+		return load_fail(ld, 0, "[server] hostname is not set and gethostname() failed: "
+				 "%s", strerror(errno));
+	if (!is_domain_name(name, strlen(name)))
+		return load_fail(ld, 0, "[server] hostname is not set and this machine's name %s "
+				 "is not a valid host name; set it", Q(name));
+	strcpy(ld->cfg->hostname, name);
+	return 0;
+}
+
+/* Fills in what the file left out and needs more than a constant. */
+static int
+config_fill_defaults(struct load *ld)
+{
+	struct config *cfg = ld->cfg;
+
+	if (!ld->key_line[K_LISTEN] && config_listen_parse(DEFAULT_LISTEN, &cfg->listen[0]) == 0)
+		cfg->nlisten = 1;
+	if (!ld->key_line[K_RELAY_NETWORKS] &&
+	    relay_networks_set(ld, &keys[K_RELAY_NETWORKS], DEFAULT_RELAY_NETWORKS) < 0)
+		return -1;
+	if (!ld->key_line[K_HOSTNAME] && default_hostname(ld) < 0)
+		return -1;
+	if (cfg->shards == 0)
+		cfg->shards = cpu_count();
+	return 0;
+}
+
+/* An error about two keys that do not go together, at the line of the later one set. */
+static int __attribute__((format(printf, 4, 5)))
+pair_fail(struct load *ld, enum key_id a, enum key_id b, const char *fmt, ...)
+{
+	int la = ld->key_line[a], lb = ld->key_line[b];
+	char what[CONFIG_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	return load_fail(ld, la > lb ? la : lb, "%s", what);
+}
+
+static int
+config_check(struct load *ld)
+{
+	static const enum key_id steps[] = { K_TIMEOUT_GREETING, K_TIMEOUT_COMMAND,
+					     K_TIMEOUT_DATA };
+	const struct config *cfg = ld->cfg;
+
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		const unsigned *t = (const unsigned *)((const char *)cfg + keys[steps[i]].offset);
+
+		/* the session timer would always fire first: the step timeout is a mistake */
+		if (*t > cfg->timeout_session)
+			return pair_fail(ld, steps[i], K_TIMEOUT_SESSION,
+					 "[server] %s (%u s) is longer than timeout_session (%u s)",
+					 keys[steps[i]].name, *t, cfg->timeout_session);
+	}
+	if ((uint64_t)cfg->greeting_delay_ms >= (uint64_t)cfg->timeout_session * 1000)
+		return pair_fail(ld, K_GREETING_DELAY_MS, K_TIMEOUT_SESSION,
+				 "[server] greeting_delay_ms (%u ms) is not shorter than "
+				 "timeout_session (%u s)",
+				 cfg->greeting_delay_ms, cfg->timeout_session);
+	if (cfg->recipients_path[0] != '\0' && cfg->domains->count == 0)
+		return pair_fail(ld, K_RECIPIENTS, K_DOMAINS,
+				 "[accept] recipients is set but [accept] domains is empty, so no "
+				 "address in it could ever be local");
+	if (cfg->nlisten == 0)
+		return load_fail(ld, ld->key_line[K_LISTEN], "[server] listen: no address");
+	return 0;
+}
+
+/* A relative recipients path is relative to the config file's directory, so a config and its
+ * files can be moved together; the embedded default and a bare name use the working dir. */
+static int
+recipients_resolve(struct load *ld)
+{
+	struct config *cfg = ld->cfg;
+	const char *slash = strrchr(ld->name, '/');
+	char path[PATH_MAX];
+	int n;
+
+	if (cfg->recipients_path[0] == '/' || !slash)
+		return 0;
+	n = snprintf(path, sizeof path, "%.*s/%s", (int)(slash - ld->name), ld->name,
+		     cfg->recipients_path);
+	if (n < 0 || (size_t)n >= sizeof path)
+		return key_fail(ld, &keys[K_RECIPIENTS], "path is longer than %d bytes",
+				PATH_MAX - 1);
+	memcpy(cfg->recipients_path, path, (size_t)n + 1);
+	return 0;
+}
+
+/*
+ * One line of the recipients file: an address, or nothing; '#' starts a comment. Adds the
+ * address to set. Returns 0, or -1 with the error recorded against path:lineno.
+ */
+static int
+recipients_line(struct load *ld, struct config_strset *set, const char *path, int lineno,
+		char *line, size_t len)
+{
+	const char *at, *rest;
+	size_t alen;
+
+	if (memchr(line, '\0', len))
+		return load_fail_in(ld, path, lineno, "NUL byte in the line");
+	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+		line[--len] = '\0';
+	line += strspn(line, " \t");
+	if (line[0] == '\0' || line[0] == '#')
+		return 0;
+	alen = strcspn(line, " \t");
+	rest = line + alen + strspn(line + alen, " \t");
+	if (*rest != '\0' && *rest != '#')
+		return load_fail_in(ld, path, lineno, "expected one address per line, got %s",
+				    Q(line));
+	at = memrchr(line, '@', alen);
+	if (alen > CONFIG_ADDRESS_MAX || !at || at == line ||
+	    !is_domain_name(at + 1, alen - (size_t)(at + 1 - line)))
+		return load_fail_in(ld, path, lineno,
+				    "expected an address like user@example.com, got %s",
+				    QN(line, alen));
+	for (size_t i = 0; i < alen; i++) {
+		if ((unsigned char)line[i] < 0x21 || line[i] == 0x7f)
+			return load_fail_in(ld, path, lineno, "control character in %s",
+					    QN(line, alen));
+	}
+	if (set->count >= CONFIG_RECIPIENTS_MAX)
+		return load_fail_in(ld, path, lineno, "more than %d addresses",
+				    CONFIG_RECIPIENTS_MAX);
+	if (strset_add(set, line, alen) < 0)
+		return load_fail_in(ld, path, lineno, "out of memory");
+	return 0;
+}
+
+static int
+recipients_load(struct load *ld)
+{
+	struct config *cfg = ld->cfg;
+	const char *path = cfg->recipients_path;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int lineno = 0, rc = 0;
+	FILE *f;
+
+	if (path[0] == '\0' || recipients_resolve(ld) < 0)
+		return ld->failed ? -1 : 0;
+	f = fopen(path, "re");
+	if (!f)
+		return key_fail(ld, &keys[K_RECIPIENTS], "cannot open %s: %s", Q(path),
+				strerror(errno));
+	cfg->recipients = strset_new();
+	if (!cfg->recipients)
+		rc = key_fail(ld, &keys[K_RECIPIENTS], "out of memory");
+	while (rc == 0 && (n = getline(&line, &cap, f)) >= 0)
+		rc = recipients_line(ld, cfg->recipients, path, ++lineno, line, (size_t)n);
+	if (rc == 0 && ferror(f))
+		rc = key_fail(ld, &keys[K_RECIPIENTS], "cannot read %s: %s", Q(path),
+			      strerror(errno));
+	free(line);
+	fclose(f);
+	return rc;
+}
+
+/* ---- Loaders ------------------------------------------------------------------------------ */
+
+static void
+err_write(char *err, size_t err_len, const char *msg)
+{
+	if (err && err_len > 0)
+		snprintf(err, err_len, "%s", msg);
+}
+
+struct config *
+config_load_string(const char *text, const char *name, char *err, size_t err_len)
+{
+	struct load ld = { 0 };
+	int rc;
+
+	ld.name = name ? name : "(string)";
+	ld.cfg = calloc(1, sizeof *ld.cfg);
+	if (ld.cfg)
+		ld.cfg->domains = strset_new();
+	if (!ld.cfg || !ld.cfg->domains) {
+		config_free(ld.cfg);
+		err_write(err, err_len, "out of memory");
+		return NULL;
+	}
+	snprintf(ld.cfg->source, sizeof ld.cfg->source, "%s", ld.name);
+	config_set_defaults(ld.cfg);
+	pthread_once(&ini_once, config_ini_setup);
+	ld.pos = text;
+	ld.left = strlen(text);
+	rc = ini_parse_stream(config_read_line, &ld, config_on_key, &ld);
+	if (rc > 0)
+		load_fail(&ld, rc, "syntax error (expected [section], key = value, or a comment)");
+	else if (rc < 0)
+		load_fail(&ld, 0, "out of memory");
+	if (!ld.failed && config_fill_defaults(&ld) == 0 && config_check(&ld) == 0)
+		recipients_load(&ld);
+	if (ld.failed) {
+		err_write(err, err_len, ld.msg);
+		config_free(ld.cfg);
+		return NULL;
+	}
+	return ld.cfg;
+}
+
+struct config *
+config_load_default(char *err, size_t err_len)
+{
+	return config_load_string(config_default_text, EMBEDDED_NAME, err, err_len);
+}
+
+/* Reads the whole file into a NUL-terminated buffer. Returns 0, -errno, or -EFBIG. */
+static int
+read_file(const char *path, char **text, size_t *len)
+{
+	size_t cap = 0, n = 0;
+	char *buf = NULL;
+	ssize_t r = 1;
+	int rc = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	while (rc == 0 && r != 0) {
+		if (n + 1 >= cap) {
+			char *nbuf = realloc(buf, cap = cap ? cap * 2 : 4096);
+
+			if (!nbuf) {
+				rc = -ENOMEM;
+				break;
+			}
+			buf = nbuf;
+		}
+		r = read(fd, buf + n, cap - n - 1);
+		if (r < 0 && errno != EINTR)
+			rc = -errno;
+		else if (r > 0 && (n += (size_t)r) > CONFIG_FILE_MAX)
+			rc = -EFBIG;
+	}
+	close(fd);
+	if (rc < 0) {
+		free(buf);
+		return rc;
+	}
+	buf[n] = '\0';
+	*text = buf;
+	*len = n;
+	return 0;
+}
+
+struct config *
+config_load_file(const char *path, char *err, size_t err_len)
+{
+	struct config *cfg;
+	const char *nul;
+	char *text = NULL;
+	size_t len = 0;
+	int rc = read_file(path, &text, &len);
+
+	if (rc < 0) {
+		char msg[CONFIG_MSG_MAX];
+
+		if (rc == -EFBIG)
+			snprintf(msg, sizeof msg, "%s: larger than %zu MiB", path,
+				 CONFIG_FILE_MAX >> 20);
+		else
+			snprintf(msg, sizeof msg, "%s: cannot read: %s", path, strerror(-rc));
+		err_write(err, err_len, msg);
+		return NULL;
+	}
+	nul = memchr(text, '\0', len);
+	if (nul) {
+		char msg[CONFIG_MSG_MAX];
+		int line = 1;
+
+		for (const char *p = text; p < nul; p++)
+			line += *p == '\n';
+		snprintf(msg, sizeof msg, "%s:%d: NUL byte in the file", path, line);
+		err_write(err, err_len, msg);
+		free(text);
+		return NULL;
+	}
+	cfg = config_load_string(text, path, err, err_len);
+	free(text);
+	return cfg;
+}
+
+void
+config_free(struct config *cfg)
+{
+	if (!cfg)
+		return;
+	strset_free(cfg->domains);
+	strset_free(cfg->recipients);
+	free(cfg->relay_networks);
+	free(cfg);
+}
+
+/* ---- Policy ------------------------------------------------------------------------------- */
+
+bool
+config_domain_is_local(const struct config *cfg, const char *domain, size_t len)
+{
+	if (len > 0 && domain[len - 1] == '.')
+		len--;
+	return strset_contains(cfg->domains, domain, len);
+}
+
+bool
+config_addr_may_relay(const struct config *cfg, const struct sockaddr *sa)
+{
+	uint8_t addr[16];
+	int family = client_addr(sa, addr);
+
+	for (unsigned i = 0; family != 0 && i < cfg->nrelay_networks; i++) {
+		const struct config_cidr *c = &cfg->relay_networks[i];
+
+		if (c->family == family && cidr_match_bytes(c, addr))
+			return true;
+	}
+	return false;
+}
+
+bool
+config_recipient_exists(const struct config *cfg, const char *addr, size_t len)
+{
+	if (!cfg->recipients)
+		return true;
+	return strset_contains(cfg->recipients, addr, len);
+}
+
+static bool
+listen_lists_equal(const struct config *a, const struct config *b)
+{
+	if (a->nlisten != b->nlisten)
+		return false;
+	for (unsigned i = 0; i < a->nlisten; i++) {
+		if (!listen_same(&a->listen[i], &b->listen[i]))
+			return false;
+	}
+	return true;
+}
+
+unsigned
+config_restart_changes(const struct config *old, const struct config *next, char *buf,
+		       size_t len)
+{
+	const bool changed[] = {
+		!listen_lists_equal(old, next),
+		old->shards != next->shards,
+		strcmp(old->spool_dir, next->spool_dir) != 0,
+		old->segment_size != next->segment_size,
+		old->fsync != next->fsync,
+	};
+	static const enum key_id ids[] = { K_LISTEN, K_SHARDS, K_SPOOL_DIR, K_SEGMENT_SIZE,
+					   K_FSYNC };
+	unsigned n = 0;
+	size_t used = 0;
+
+	_Static_assert(sizeof changed / sizeof changed[0] == sizeof ids / sizeof ids[0], "ids");
+	if (buf && len > 0)
+		buf[0] = '\0';
+	for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+		if (!changed[i])
+			continue;
+		if (buf && used < len) {
+			int w = snprintf(buf + used, len - used, "%s[%s] %s", n ? ", " : "",
+					 keys[ids[i]].section, keys[ids[i]].name);
+
+			used += w > 0 ? (size_t)w : 0;
+		}
+		n++;
+	}
+	return n;
+}

@@ -1,0 +1,116 @@
+/*
+ * config — ringmx's configuration: an INI file parsed with libinih, validated whole.
+ *
+ * A config is immutable once loaded. The daemon swaps in a new one on SIGHUP (see main.c);
+ * a shard reads the current one at the top of each loop turn. Every key, its default and its
+ * unit is documented in docs/config.md, which must stay in step with this file.
+ *
+ * Usage:
+ *   char err[512];
+ *   struct config *cfg = config_load_file(path, err, sizeof err);   // or config_load_default()
+ *   if (!cfg) fprintf(stderr, "%s\n", err);                          // "FILE:LINE: what"
+ *
+ * Failure: the loaders return NULL and write one line "FILE:LINE: message" (or "FILE: message"
+ * when no line applies) into err. The policy helpers never fail.
+ */
+#ifndef RINGMX_CONFIG_H
+#define RINGMX_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <limits.h>
+#include <sys/socket.h>
+
+#define CONFIG_LISTEN_MAX 16
+#define CONFIG_HOSTNAME_MAX 255
+
+struct config_listen {
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	char text[64]; /* as written: "127.0.0.1:2525", "[::1]:25" */
+};
+
+struct config_cidr {
+	int family;          /* AF_INET or AF_INET6 */
+	unsigned prefix;     /* 0..32 or 0..128 */
+	uint8_t addr[16];    /* network address, host bits cleared */
+};
+
+enum config_bare_newline {
+	CONFIG_BARE_NEWLINE_REJECT = 0, /* 550 at end of DATA, nothing stored (default) */
+	CONFIG_BARE_NEWLINE_ACCEPT,     /* stored as received; still never ends a line or DATA */
+};
+
+enum config_log_level { CONFIG_LOG_DEBUG, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONFIG_LOG_ERROR };
+
+struct config_strset; /* private: a case-insensitive hash set of strings */
+
+struct config {
+	char source[PATH_MAX]; /* the file it came from, or "(embedded default)" */
+
+	/* [server] */
+	struct config_listen listen[CONFIG_LISTEN_MAX];
+	unsigned nlisten;
+	char hostname[CONFIG_HOSTNAME_MAX + 1];
+	unsigned shards;                 /* 0 in the file means: number of CPUs (resolved at load) */
+	unsigned max_connections;        /* whole server */
+	unsigned max_connections_per_ip; /* 0 = no limit; relay_networks are exempt */
+	uint64_t max_message_size;       /* bytes, as stored (Received: header included) */
+	unsigned max_recipients;         /* per transaction */
+	unsigned max_line_length;        /* bytes per command line, CRLF included */
+	unsigned max_errors;             /* errors per session before 421 and close */
+	unsigned timeout_greeting;       /* s: from the greeting to the first command */
+	unsigned timeout_command;        /* s: waiting for the next command */
+	unsigned timeout_data;           /* s: waiting for more DATA/BDAT bytes */
+	unsigned timeout_session;        /* s: a whole connection */
+	unsigned greeting_delay_ms;      /* ms: pause before the greeting; early talkers rejected */
+	unsigned shutdown_timeout;       /* s: how long a graceful stop waits for transactions */
+	enum config_bare_newline bare_newline;
+	enum config_log_level log_level;
+
+	/* [spool] */
+	char spool_dir[PATH_MAX];
+	bool fsync;
+	uint64_t segment_size; /* bytes: a segment is closed once it grows past this */
+
+	/* [accept] */
+	struct config_strset *domains;    /* local domains, lower-cased */
+	struct config_cidr *relay_networks;
+	unsigned nrelay_networks;
+	char recipients_path[PATH_MAX];   /* "" when not set */
+	struct config_strset *recipients; /* NULL when not set: every local address is valid */
+};
+
+/* The embedded default config, the one `ringmx` runs with no -c (see docs/config.md). */
+extern const char config_default_text[];
+
+struct config *config_load_file(const char *path, char *err, size_t err_len);
+struct config *config_load_default(char *err, size_t err_len);
+/* Parses text as if it were the file `name` (used by the two loaders and by tests). */
+struct config *config_load_string(const char *text, const char *name, char *err, size_t err_len);
+void config_free(struct config *cfg);
+
+/* True when domain (any case, a trailing dot ignored) is one of [accept] domains. */
+bool config_domain_is_local(const struct config *cfg, const char *domain, size_t len);
+/* True when the address is inside one of relay_networks (IPv4-mapped IPv6 counts as IPv4). */
+bool config_addr_may_relay(const struct config *cfg, const struct sockaddr *sa);
+/* True when there is no recipients file, or when addr (any case) is listed in it. */
+bool config_recipient_exists(const struct config *cfg, const char *addr, size_t len);
+
+/* Parses "a.b.c.d/n", "x::y/n" or a bare address (a host route). Returns 0 or -EINVAL. */
+int config_cidr_parse(const char *text, struct config_cidr *out);
+bool config_cidr_match(const struct config_cidr *c, const struct sockaddr *sa);
+/* Parses "addr:port", "[v6]:port" or "*:port". Returns 0 or -EINVAL. */
+int config_listen_parse(const char *text, struct config_listen *out);
+
+/*
+ * For SIGHUP: the keys that differ between the running config and the new one but take effect
+ * only on a restart ([server] listen, shards; [spool] dir, segment_size, fsync). Writes their
+ * names into buf ("[server] listen, [spool] dir"; "" when none) and returns how many there are.
+ * Every other key takes effect on reload.
+ */
+unsigned config_restart_changes(const struct config *old, const struct config *next, char *buf,
+				size_t len);
+
+#endif

@@ -1,0 +1,339 @@
+#include "server/conn.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "server/assert.h"
+#include "server/log.h"
+#include "server/shard_impl.h"
+
+/* After a final reply, a client that never reads must not hold the slot for long. */
+#define CONN_CLOSE_BACKSTOP_MS 5000
+
+static int
+plain_on_recv(struct conn *c, const char *p, size_t n)
+{
+	conn_deliver(c, p, n);
+	return 0;
+}
+
+static void
+plain_wire_out(struct conn *c, const char **p, size_t *n)
+{
+	*p = c->out;
+	*n = c->out_len;
+}
+
+const struct transport_ops transport_plain = {
+	.name = "plain",
+	.on_recv = plain_on_recv,
+	.wire_out = plain_wire_out,
+};
+
+static struct io_uring_sqe *
+conn_sqe(struct conn *c, unsigned op)
+{
+	struct io_uring_sqe *sqe = loop_sqe(&c->shard->loop);
+	io_uring_sqe_set_data64(sqe, loop_ud(op, c->slot, c->gen));
+	c->ops++;
+	return sqe;
+}
+
+/* Grows the reply buffer. A send in flight keeps reading the old one, so it is retired, not
+ * freed, until that send completes. */
+static void
+conn_out_grow(struct conn *c, size_t need)
+{
+	size_t cap = c->out_cap;
+	while (cap < need)
+		cap *= 2;
+	char *nb = malloc(cap);
+	ASSERT(nb != NULL);
+	memcpy(nb, c->out, c->out_len);
+	if (c->out != c->out_inline) {
+		if (c->send_inflight) {
+			ASSERT(c->out_retired == NULL || c->out_retired == c->out);
+			free(c->out_retired);
+			c->out_retired = c->out;
+		} else {
+			free(c->out);
+		}
+	}
+	c->out = nb;
+	c->out_cap = (uint32_t)cap;
+}
+
+void
+conn_reply(struct conn *c, const char *p, size_t n)
+{
+	if (c->closing)
+		return;
+	/* An inline buffer being sent from cannot take new bytes in place safely either way:
+	 * bytes after out_inflight are never read by that send, so appending is fine. */
+	if ((size_t)c->out_len + n > c->out_cap)
+		conn_out_grow(c, (size_t)c->out_len + n);
+	memcpy(c->out + c->out_len, p, n);
+	c->out_len += (uint32_t)n;
+	shard_conn_dirty(c->shard, c);
+}
+
+void
+conn_replyf(struct conn *c, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	ASSERT(n > 0);
+	if ((size_t)n >= sizeof buf)
+		n = sizeof buf - 1;
+	conn_reply(c, buf, (size_t)n);
+}
+
+void
+conn_flush(struct conn *c)
+{
+	c->dirty = false;
+	if (c->closing || c->send_inflight || c->out_len == 0)
+		return;
+	const char *p;
+	size_t n;
+	c->tp->wire_out(c, &p, &n);
+	struct io_uring_sqe *sqe = conn_sqe(c, OP_SEND);
+	io_uring_prep_send(sqe, c->fd, p, n, MSG_NOSIGNAL);
+	c->send_inflight = true;
+	c->out_inflight = (uint32_t)n;
+}
+
+void
+conn_on_send(struct conn *c, int res)
+{
+	ASSERT(c->send_inflight && c->ops > 0);
+	c->ops--;
+	c->send_inflight = false;
+	free(c->out_retired);
+	c->out_retired = NULL;
+	if (c->closing) {
+		c->out_len = 0;
+		return;
+	}
+	if (res < 0) {
+		/* EPIPE, ECONNRESET: the client is gone; nothing more can be said. */
+		c->out_len = 0;
+		conn_close(c);
+		return;
+	}
+	ASSERT((uint32_t)res <= c->out_inflight && (uint32_t)res <= c->out_len);
+	memmove(c->out, c->out + res, c->out_len - (uint32_t)res);
+	c->out_len -= (uint32_t)res;
+	c->out_inflight = 0;
+	if (c->out_len > 0) {
+		shard_conn_dirty(c->shard, c);
+		return;
+	}
+	if (c->out != c->out_inline) {
+		/* Drained: give the heap buffer back so an idle connection stays small. */
+		free(c->out);
+		c->out = c->out_inline;
+		c->out_cap = CONN_OUT_INLINE;
+	}
+	if (c->close_after_flush)
+		conn_close(c);
+}
+
+void
+conn_close_after_flush(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->close_after_flush = true;
+	c->sess.state = SMTP_ST_CLOSING;
+	conn_set_timeout_ms(c, CONN_CLOSE_BACKSTOP_MS);
+	if (c->out_len == 0 && !c->send_inflight)
+		conn_close(c);
+}
+
+void
+conn_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	c->sess.state = SMTP_ST_CLOSING;
+	timer_disarm(&c->shard->loop.wheel, &c->timer);
+	if (c->recv_armed && !c->recv_cancelling) {
+		struct io_uring_sqe *sqe = conn_sqe(c, OP_CANCEL);
+		io_uring_prep_cancel64(sqe, loop_ud(OP_RECV, c->slot, c->gen), 0);
+		c->recv_cancelling = true;
+	}
+	struct io_uring_sqe *sqe = conn_sqe(c, OP_CLOSE);
+	io_uring_prep_close(sqe, c->fd);
+}
+
+void
+conn_on_op_done(struct conn *c)
+{
+	ASSERT(c->ops > 0);
+	c->ops--;
+}
+
+void
+conn_set_timeout_ms(struct conn *c, uint64_t ms)
+{
+	struct loop *l = &c->shard->loop;
+	c->deadline_ms = l->now_ms + ms;
+	uint64_t when = c->deadline_ms < c->session_deadline_ms ? c->deadline_ms
+								  : c->session_deadline_ms;
+	timer_arm(&l->wheel, &c->timer, when);
+}
+
+void
+conn_set_timeout(struct conn *c, unsigned seconds)
+{
+	if (seconds == 0) {
+		c->deadline_ms = UINT64_MAX;
+		timer_arm(&c->shard->loop.wheel, &c->timer, c->session_deadline_ms);
+		return;
+	}
+	conn_set_timeout_ms(c, (uint64_t)seconds * 1000);
+}
+
+static void
+conn_in_keep(struct conn *c, const char *p, size_t n)
+{
+	if ((size_t)c->in_len + n > c->in_cap) {
+		size_t cap = c->in_cap ? c->in_cap : 1024;
+		while (cap < (size_t)c->in_len + n)
+			cap *= 2;
+		char *nb = realloc(c->in, cap);
+		ASSERT(nb != NULL);
+		c->in = nb;
+		c->in_cap = (uint32_t)cap;
+	}
+	memmove(c->in + c->in_len, p, n);
+	c->in_len += (uint32_t)n;
+}
+
+/* Feeds the kept input to the session and keeps only what it leaves. */
+static void
+conn_in_drain(struct conn *c)
+{
+	while (c->in_len > 0 && !c->closing) {
+		size_t used = smtp_session_event(c, SMTP_EV_DATAIN, c->in, c->in_len, 0);
+		if (used == 0)
+			break;
+		memmove(c->in, c->in + used, c->in_len - used);
+		c->in_len -= (uint32_t)used;
+	}
+	if (c->in_len == 0 && c->in) {
+		free(c->in);
+		c->in = NULL;
+		c->in_cap = 0;
+	}
+}
+
+void
+conn_deliver(struct conn *c, const char *p, size_t n)
+{
+	if (c->closing)
+		return;
+	c->sess.bytes_in += n;
+	if (c->in_len > 0) {
+		/* Earlier bytes wait (partial line, or a commit in progress): keep order. */
+		if ((size_t)c->in_len + n > CONN_IN_HARD_BYTES) {
+			conn_reply(c, "421 4.7.0 Error: too much pipelined input\r\n", 43);
+			conn_close_after_flush(c);
+			return;
+		}
+		conn_in_keep(c, p, n);
+		conn_in_drain(c);
+	} else {
+		size_t used = 0;
+		while (used < n && !c->closing) {
+			size_t u = smtp_session_event(c, SMTP_EV_DATAIN, p + used, n - used, 0);
+			if (u == 0)
+				break;
+			used += u;
+		}
+		if (used < n && !c->closing)
+			conn_in_keep(c, p + used, n - used);
+	}
+	conn_recv_update(c);
+}
+
+void
+conn_resume(struct conn *c)
+{
+	conn_in_drain(c);
+	conn_recv_update(c);
+}
+
+/* Reads while the session can use input; stops (cancels the multishot recv) while too much
+ * unconsumed input waits, so a pipelining client is held back by TCP, not by our memory. */
+void
+conn_recv_update(struct conn *c)
+{
+	bool want = !c->closing && !c->eof && c->in_len < CONN_IN_PAUSE_BYTES;
+	if (want && !c->recv_armed) {
+		struct io_uring_sqe *sqe = conn_sqe(c, OP_RECV);
+		io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = (uint16_t)c->shard->loop.buf_group;
+		c->recv_armed = true;
+		c->recv_cancelling = false;
+	} else if (!want && c->recv_armed && !c->recv_cancelling && !c->closing) {
+		struct io_uring_sqe *sqe = conn_sqe(c, OP_CANCEL);
+		io_uring_prep_cancel64(sqe, loop_ud(OP_RECV, c->slot, c->gen), 0);
+		c->recv_cancelling = true;
+	}
+}
+
+void
+conn_on_recv(struct conn *c, const struct io_uring_cqe *cqe)
+{
+	struct loop *l = &c->shard->loop;
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		ASSERT(c->recv_armed && c->ops > 0);
+		c->recv_armed = false;
+		c->recv_cancelling = false;
+		c->ops--;
+	}
+	if (cqe->res > 0) {
+		ASSERT(cqe->flags & IORING_CQE_F_BUFFER);
+		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+		if (!c->closing) {
+			int rc = c->tp->on_recv(c, loop_buf(l, bid), (size_t)cqe->res);
+			if (rc < 0)
+				conn_close(c);
+		}
+		loop_buf_return(l, bid);
+	} else if (cqe->res == 0) {
+		c->eof = true;
+		conn_close(c); /* the client went away; anything unfinished is dropped */
+	} else if (cqe->res != -ENOBUFS && cqe->res != -ECANCELED) {
+		conn_close(c);
+	}
+	if (!c->recv_armed && !c->closing)
+		conn_recv_update(c); /* re-arm after ENOBUFS or a paused-then-resumed read */
+}
+
+void
+conn_free_buffers(struct conn *c)
+{
+	smtp_session_free(&c->sess);
+	if (c->out != c->out_inline)
+		free(c->out);
+	free(c->out_retired);
+	free(c->in);
+	c->out = c->out_inline;
+	c->out_cap = CONN_OUT_INLINE;
+	c->out_len = 0;
+	c->out_retired = NULL;
+	c->in = NULL;
+	c->in_len = c->in_cap = 0;
+}

@@ -1,0 +1,308 @@
+/*
+ * ringmx — the daemon: loads the config, replays the spool, runs the shards, handles signals.
+ *
+ *   ringmx [-c FILE] [--check]
+ *
+ * Runs in the foreground and logs to stderr. SIGTERM/SIGINT stop gracefully; SIGHUP reloads
+ * the config file (what cannot change without a restart is logged and kept).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "queue/spool_scan.h"
+#include "server/config.h"
+#include "server/limits.h"
+#include "server/log.h"
+#include "server/shard.h"
+
+#define RINGMX_VERSION "0.1.0"
+#define SHARDS_MAX 256
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: ringmx [-c FILE] [--check] [--version]\n"
+		   "  -c FILE    config file (INI); without it, the embedded default config\n"
+		   "  --check    validate the config and exit (0: valid, 1: the first error)\n");
+}
+
+/* Creates dir and its parents (mode 0700 for what it creates). */
+static int
+mkdir_p(const char *dir)
+{
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof tmp, "%s", dir);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static void
+on_scan_problem(void *arg, const char *path, uint64_t offset, uint64_t skipped, const char *what)
+{
+	(void)arg;
+	if (log_start(LOG_WARN, "spool_damage")) {
+		log_str("segment", path);
+		log_u64("offset", offset);
+		log_u64("skipped", skipped);
+		log_str("problem", what);
+		log_finish();
+	}
+}
+
+/* Replays the spool: counts what is there, reports damage, finds the next segment number. */
+static int
+spool_recover(const struct config *cfg, uint32_t *next_seq)
+{
+	struct spool_scan_ops ops = {.on_problem = on_scan_problem};
+	struct spool_scan_stats st;
+	int rc = spool_scan_dir(cfg->spool_dir, &ops, &st);
+	if (rc < 0) {
+		fprintf(stderr, "ringmx: %s: cannot scan spool: %s\n", cfg->spool_dir, strerror(-rc));
+		return rc;
+	}
+	if (log_start(LOG_INFO, "spool_recovered")) {
+		log_str("dir", cfg->spool_dir);
+		log_u64("segments", st.segments);
+		log_u64("records", st.records);
+		log_u64("bytes", st.record_bytes);
+		log_u64("corrupt_regions", st.corrupt_regions);
+		log_u64("truncated_tails", st.truncated_tails);
+		log_finish();
+	}
+	*next_seq = st.max_seq + 1;
+	return 0;
+}
+
+static unsigned
+shard_count(const struct config *cfg)
+{
+	long n = cfg->shards ? (long)cfg->shards : sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	return n > SHARDS_MAX ? SHARDS_MAX : (unsigned)n;
+}
+
+/* The keys a running server cannot change; returns a comma list of those that differ. */
+static void
+config_restart_keys(const struct config *a, const struct config *b, char *out, size_t len)
+{
+	out[0] = '\0';
+	bool listen_same = a->nlisten == b->nlisten;
+	for (unsigned i = 0; listen_same && i < a->nlisten; i++)
+		listen_same = strcmp(a->listen[i].text, b->listen[i].text) == 0;
+	struct {
+		bool differs;
+		const char *name;
+	} keys[] = {
+		{!listen_same, "listen"},
+		{a->shards != b->shards, "shards"},
+		{a->max_connections != b->max_connections, "max_connections"},
+		{strcmp(a->spool_dir, b->spool_dir) != 0, "spool.dir"},
+		{a->fsync != b->fsync, "spool.fsync"},
+		{a->segment_size != b->segment_size, "spool.segment_size"},
+	};
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		if (!keys[i].differs)
+			continue;
+		size_t used = strlen(out);
+		snprintf(out + used, len - used, "%s%s", used ? "," : "", keys[i].name);
+	}
+}
+
+struct daemon {
+	const char *config_path;
+	struct config *cfg;
+	struct shard *shards[SHARDS_MAX];
+	unsigned nshards;
+	uint64_t cfg_gen;
+	_Atomic uint32_t next_seq;
+};
+
+static void
+daemon_reload(struct daemon *d)
+{
+	if (!d->config_path) {
+		log_msg(LOG_WARN, "reload", "running on the embedded default config: nothing to reload");
+		return;
+	}
+	char err[1024];
+	struct config *next = config_load_file(d->config_path, err, sizeof err);
+	if (!next) {
+		log_msg(LOG_ERROR, "reload_failed", "%s (keeping the running config)", err);
+		return;
+	}
+	char keys[256];
+	config_restart_keys(d->cfg, next, keys, sizeof keys);
+	if (keys[0]) {
+		log_msg(LOG_WARN, "reload_partial", "changed but need a restart: %s", keys);
+		/* Keep the running values of those keys so the running shards stay consistent. */
+		memcpy(next->listen, d->cfg->listen, sizeof next->listen);
+		next->nlisten = d->cfg->nlisten;
+		next->shards = d->cfg->shards;
+		next->max_connections = d->cfg->max_connections;
+		memcpy(next->spool_dir, d->cfg->spool_dir, sizeof next->spool_dir);
+		next->fsync = d->cfg->fsync;
+		next->segment_size = d->cfg->segment_size;
+	}
+	d->cfg_gen++;
+	for (unsigned i = 0; i < d->nshards; i++)
+		shard_config_publish(d->shards[i], next, d->cfg_gen);
+	/* The old config is freed only once every shard has moved to the new one. */
+	for (int waited = 0; waited < 5000; waited++) {
+		unsigned acked = 0;
+		for (unsigned i = 0; i < d->nshards; i++)
+			acked += shard_config_acked(d->shards[i]) == d->cfg_gen;
+		if (acked == d->nshards) {
+			config_free(d->cfg);
+			d->cfg = next;
+			log_set_level((enum log_level)next->log_level);
+			log_msg(LOG_INFO, "reloaded", "%s", d->config_path);
+			return;
+		}
+		usleep(1000);
+	}
+	log_msg(LOG_WARN, "reload_slow", "a shard did not take the new config within 5 s");
+	d->cfg = next; /* the old one is leaked rather than freed under a shard */
+}
+
+static int
+daemon_start(struct daemon *d)
+{
+	char err[512];
+	uint32_t seq;
+	if (spool_recover(d->cfg, &seq) < 0)
+		return -1;
+	atomic_store(&d->next_seq, seq);
+	limits_init();
+	d->nshards = shard_count(d->cfg);
+	for (unsigned i = 0; i < d->nshards; i++) {
+		struct shard_params p = {.id = i, .cfg = d->cfg, .next_seq = &d->next_seq};
+		d->shards[i] = shard_create(&p, err, sizeof err);
+		if (!d->shards[i] || shard_start(d->shards[i], err, sizeof err) < 0) {
+			fprintf(stderr, "ringmx: %s\n", err);
+			log_msg(LOG_ERROR, "start_failed", "%s", err);
+			return -1;
+		}
+	}
+	if (log_start(LOG_INFO, "started")) {
+		log_str("version", RINGMX_VERSION);
+		log_str("config", d->cfg->source);
+		log_str("hostname", d->cfg->hostname);
+		log_u64("shards", d->nshards);
+		for (unsigned i = 0; i < d->cfg->nlisten; i++)
+			log_str("listen", d->cfg->listen[i].text);
+		log_str("spool", d->cfg->spool_dir);
+		log_finish();
+	}
+	return 0;
+}
+
+static void
+daemon_stop(struct daemon *d)
+{
+	for (unsigned i = 0; i < d->nshards; i++)
+		if (d->shards[i])
+			shard_request_stop(d->shards[i]);
+	uint64_t msgs = 0, conns = 0;
+	for (unsigned i = 0; i < d->nshards; i++) {
+		if (!d->shards[i])
+			continue;
+		shard_join(d->shards[i]);
+		msgs += atomic_load(&shard_stats(d->shards[i])->messages);
+		conns += atomic_load(&shard_stats(d->shards[i])->connections);
+		shard_destroy(d->shards[i]);
+		d->shards[i] = NULL;
+	}
+	if (log_start(LOG_INFO, "exit")) {
+		log_u64("connections", conns);
+		log_u64("messages", msgs);
+		log_finish();
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct daemon d = {0};
+	bool check = false;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+			d.config_path = argv[++i];
+		} else if (strcmp(argv[i], "--check") == 0) {
+			check = true;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("ringmx %s\n", RINGMX_VERSION);
+			return 0;
+		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return 0;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	char err[1024];
+	d.cfg = d.config_path ? config_load_file(d.config_path, err, sizeof err)
+			      : config_load_default(err, sizeof err);
+	if (!d.cfg) {
+		fprintf(stderr, "ringmx: %s\n", err);
+		return 1;
+	}
+	if (check) {
+		printf("%s: ok\n", d.cfg->source);
+		config_free(d.cfg);
+		return 0;
+	}
+	log_thread_init(-1, false);
+	log_set_level((enum log_level)d.cfg->log_level);
+	int rc = mkdir_p(d.cfg->spool_dir);
+	if (rc < 0) {
+		fprintf(stderr, "ringmx: %s: cannot create spool directory: %s\n", d.cfg->spool_dir,
+			strerror(-rc));
+		return 1;
+	}
+	if (!d.cfg->fsync)
+		log_msg(LOG_WARN, "fsync_off",
+			"spool fsync is OFF: accepted mail can be lost on a crash (benchmarks only)");
+	/* Signals are taken here, synchronously; no shard thread ever sees one. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (daemon_start(&d) < 0) {
+		daemon_stop(&d);
+		config_free(d.cfg);
+		return 1;
+	}
+	for (;;) {
+		int sig = sigwaitinfo(&set, NULL);
+		if (sig == SIGHUP) {
+			daemon_reload(&d);
+		} else if (sig == SIGTERM || sig == SIGINT) {
+			log_msg(LOG_INFO, "signal", "%s: stopping gracefully",
+				sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			break;
+		}
+	}
+	daemon_stop(&d);
+	config_free(d.cfg);
+	return 0;
+}

@@ -1,0 +1,619 @@
+#include "server/shard.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "server/assert.h"
+#include "server/listen.h"
+#include "server/log.h"
+#include "server/shard_impl.h"
+
+#define SHARD_RING_ENTRIES 4096
+#define SHARD_RECV_BUFS 1024
+#define SHARD_RECV_BUF_SIZE 16384
+#define SHARD_LISTEN_BACKLOG 4096
+#define SHARD_SLOTS_SPARE 64 /* slots beyond max_connections, to say 421 to the excess */
+#define QID_EPOCH 1577836800 /* 2020-01-01: qids carry seconds since then */
+
+static struct conn *shard_conn_lookup(struct shard *sh, uint32_t slot, uint32_t gen);
+
+const struct shard_stats *
+shard_stats(const struct shard *sh)
+{
+	return &sh->stats;
+}
+
+struct shard *
+shard_create(const struct shard_params *p, char *err, size_t err_len)
+{
+	struct shard *sh = calloc(1, sizeof *sh);
+	if (!sh) {
+		snprintf(err, err_len, "out of memory");
+		return NULL;
+	}
+	sh->id = p->id;
+	sh->cfg = p->cfg;
+	sh->next_seq = p->next_seq;
+	sh->sink = p->sink;
+	sh->sink_rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)p->id << 17) ^ (uint64_t)time(NULL);
+	sh->wake_fd = -1;
+	for (unsigned i = 0; i < CONFIG_LISTEN_MAX; i++)
+		sh->listen_fd[i] = -1;
+	pthread_mutex_init(&sh->start_mu, NULL);
+	pthread_cond_init(&sh->start_cv, NULL);
+	const struct config *cfg = p->cfg;
+	for (unsigned i = 0; i < cfg->nlisten; i++) {
+		const struct config_listen *ln = &cfg->listen[i];
+		int fd = listen_open((const struct sockaddr *)&ln->addr, ln->addr_len, ln->text,
+				     SHARD_LISTEN_BACKLOG, err, err_len);
+		if (fd < 0)
+			goto fail;
+		sh->listen_fd[sh->nlisten++] = fd;
+	}
+	sh->nslots = cfg->max_connections + SHARD_SLOTS_SPARE;
+	sh->slots = calloc(sh->nslots, sizeof *sh->slots);
+	sh->free_slots = malloc(sh->nslots * sizeof *sh->free_slots);
+	sh->dirty = malloc(sh->nslots * sizeof *sh->dirty);
+	sh->scratch_size = 64 * 1024 + 64;
+	sh->scratch = malloc(sh->scratch_size);
+	if (!sh->slots || !sh->free_slots || !sh->dirty || !sh->scratch) {
+		snprintf(err, err_len, "out of memory for %u connection slots", sh->nslots);
+		goto fail;
+	}
+	for (uint32_t i = 0; i < sh->nslots; i++)
+		sh->free_slots[i] = sh->nslots - 1 - i;
+	sh->nfree = sh->nslots;
+	sh->wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (sh->wake_fd < 0) {
+		snprintf(err, err_len, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	if (!sh->sink.enabled) {
+		struct spool_params sp = {
+			.dir = cfg->spool_dir,
+			.shard = p->id,
+			.segment_size = cfg->segment_size,
+			.fsync = cfg->fsync,
+			.next_seq = p->next_seq,
+		};
+		sh->spool = spool_open(&sp, err, err_len);
+		if (!sh->spool)
+			goto fail;
+	}
+	return sh;
+fail:
+	shard_destroy(sh);
+	return NULL;
+}
+
+void
+shard_destroy(struct shard *sh)
+{
+	if (!sh)
+		return;
+	for (unsigned i = 0; i < CONFIG_LISTEN_MAX; i++)
+		if (sh->listen_fd[i] >= 0)
+			close(sh->listen_fd[i]);
+	if (sh->slots) {
+		for (uint32_t i = 0; i < sh->nslots; i++) {
+			struct conn *c = sh->slots[i];
+			if (!c)
+				continue;
+			timer_disarm(&sh->loop.wheel, &c->timer);
+			conn_free_buffers(c);
+			limits_release(&c->ticket);
+			close(c->fd);
+			free(c);
+		}
+	}
+	while (sh->conn_pool) {
+		struct conn *c = sh->conn_pool;
+		sh->conn_pool = (struct conn *)c->shard;
+		free(c);
+	}
+	spool_close(sh->spool);
+	if (sh->wake_fd >= 0)
+		close(sh->wake_fd);
+	if (sh->loop_ready)
+		loop_fini(&sh->loop);
+	free(sh->slots);
+	free(sh->free_slots);
+	free(sh->dirty);
+	free(sh->scratch);
+	pthread_mutex_destroy(&sh->start_mu);
+	pthread_cond_destroy(&sh->start_cv);
+	free(sh);
+}
+
+/* ---- services for sessions ------------------------------------------------------------ */
+
+uint64_t
+shard_qid_next(struct shard *sh)
+{
+	uint64_t sec = (uint64_t)(time(NULL) - QID_EPOCH);
+	return (sec << 34) | ((uint64_t)(sh->id & 0xff) << 26) | (sh->qid_counter++ & 0x3ffffff);
+}
+
+const char *
+shard_date(struct shard *sh)
+{
+	time_t now = time(NULL);
+	if (now != sh->date_sec) {
+		struct tm tm;
+		gmtime_r(&now, &tm);
+		strftime(sh->date, sizeof sh->date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+		sh->date_sec = now;
+	}
+	return sh->date;
+}
+
+void
+shard_conn_dirty(struct shard *sh, struct conn *c)
+{
+	if (c->dirty)
+		return;
+	c->dirty = true;
+	ASSERT(sh->ndirty < sh->nslots);
+	sh->dirty[sh->ndirty++] = c->slot;
+}
+
+static uint64_t
+sink_rand(struct shard *sh)
+{
+	uint64_t x = sh->sink_rng; /* xorshift64 */
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	sh->sink_rng = x;
+	return x;
+}
+
+static void
+sink_commit(struct shard *sh, struct conn *c, size_t len)
+{
+	unsigned roll = (unsigned)(sink_rand(sh) % 100);
+	int status = 0;
+	if (roll < sh->sink.permfail_pct)
+		status = -EPERM;
+	else if (roll < sh->sink.permfail_pct + sh->sink.tempfail_pct)
+		status = -EAGAIN;
+	if (status == 0) {
+		atomic_fetch_add_explicit(&sh->stats.messages, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&sh->stats.recipients, c->sess.nrcpt,
+					  memory_order_relaxed);
+		atomic_fetch_add_explicit(&sh->stats.bytes, len, memory_order_relaxed);
+	} else {
+		atomic_fetch_add_explicit(status == -EPERM ? &sh->stats.rejected
+							   : &sh->stats.tempfailed,
+					  1, memory_order_relaxed);
+	}
+	if (sh->sink.delay_ms > 0) {
+		c->sink_wait = true;
+		c->sink_status = status;
+		conn_set_timeout_ms(c, sh->sink.delay_ms);
+		return;
+	}
+	/* Answered at once; the caller (the session's input loop) goes on reading. */
+	smtp_session_event(c, SMTP_EV_COMMITTED, NULL, 0, status);
+}
+
+void
+shard_commit(struct shard *sh, struct conn *c, char *rec, size_t len)
+{
+	if (sh->sink.enabled) {
+		free(rec);
+		sink_commit(sh, c, len);
+		return;
+	}
+	spool_append(sh->spool, rec, len, ((uint64_t)c->gen << 32) | c->slot);
+}
+
+static void
+shard_spool_done(void *arg, uint64_t owner, uint64_t rec_off, int status)
+{
+	(void)rec_off;
+	struct shard *sh = arg;
+	if (status == 0) {
+		atomic_fetch_add_explicit(&sh->stats.messages, 1, memory_order_relaxed);
+	} else if (log_start(LOG_ERROR, "spool_error")) {
+		log_str("error", strerror(-status));
+		log_finish();
+	}
+	struct conn *c = shard_conn_lookup(sh, (uint32_t)owner, (uint32_t)(owner >> 32));
+	if (!c || c->closing || c->sess.state != SMTP_ST_COMMIT)
+		return; /* the client left: the message is stored all the same */
+	smtp_session_event(c, SMTP_EV_COMMITTED, NULL, 0, status);
+	conn_resume(c);
+}
+
+/* ---- connections ---------------------------------------------------------------------- */
+
+static struct conn *
+shard_conn_lookup(struct shard *sh, uint32_t slot, uint32_t gen)
+{
+	if (slot >= sh->nslots)
+		return NULL;
+	struct conn *c = sh->slots[slot];
+	return c && c->gen == gen ? c : NULL;
+}
+
+static void
+conn_timer_fire(struct timer *t)
+{
+	struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, timer));
+	if (c->closing)
+		return;
+	if (c->sink_wait) {
+		c->sink_wait = false;
+		smtp_session_event(c, SMTP_EV_COMMITTED, NULL, 0, c->sink_status);
+		conn_resume(c);
+		return;
+	}
+	smtp_session_event(c, SMTP_EV_TIMEOUT, NULL, 0, 0);
+}
+
+static struct conn *
+shard_conn_new(struct shard *sh, int fd)
+{
+	if (sh->nfree == 0)
+		return NULL;
+	struct conn *c = sh->conn_pool;
+	if (c)
+		sh->conn_pool = (struct conn *)c->shard;
+	else
+		c = malloc(sizeof *c);
+	if (!c)
+		return NULL;
+	memset(c, 0, offsetof(struct conn, out_inline));
+	c->slot = sh->free_slots[--sh->nfree];
+	c->gen = (++sh->gen_counter & 0xffffff) ? sh->gen_counter & 0xffffff : ++sh->gen_counter;
+	c->fd = fd;
+	c->shard = sh;
+	c->tp = &transport_plain;
+	c->out = c->out_inline;
+	c->out_cap = CONN_OUT_INLINE;
+	c->timer.fn = conn_timer_fire;
+	c->connected_ms = sh->loop.now_ms;
+	c->session_deadline_ms = sh->loop.now_ms + (uint64_t)sh->cfg->timeout_session * 1000;
+	c->deadline_ms = UINT64_MAX;
+	sh->slots[c->slot] = c;
+	sh->used_slots++;
+	return c;
+}
+
+static void
+shard_conn_release_now(struct shard *sh, struct conn *c)
+{
+	if (log_start(LOG_INFO, "disconnect")) {
+		log_str("client", c->peer_ip);
+		log_u64("commands", c->sess.n_cmds);
+		log_u64("accepted", c->sess.n_accepted);
+		log_u64("rejected", c->sess.n_rejected);
+		log_u64("bytes_in", c->sess.bytes_in);
+		log_u64("duration_ms", sh->loop.now_ms - c->connected_ms);
+		log_finish();
+	}
+	timer_disarm(&sh->loop.wheel, &c->timer);
+	limits_release(&c->ticket);
+	conn_free_buffers(c);
+	sh->slots[c->slot] = NULL;
+	sh->free_slots[sh->nfree++] = c->slot;
+	sh->used_slots--;
+	c->gen = 0;
+	c->shard = (struct shard *)sh->conn_pool; /* the pool is linked through ->shard */
+	sh->conn_pool = c;
+}
+
+/* Frees a connection once it is closing and no operation of its is still in flight. */
+void
+shard_conn_release(struct shard *sh, struct conn *c)
+{
+	if (c->closing && c->ops == 0)
+		shard_conn_release_now(sh, c);
+}
+
+static void
+shard_accept_arm(struct shard *sh, unsigned idx)
+{
+	struct io_uring_sqe *sqe = loop_sqe(&sh->loop);
+	io_uring_prep_multishot_accept(sqe, sh->listen_fd[idx], NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, loop_ud(OP_ACCEPT, idx, 0));
+	sh->accept_armed[idx] = true;
+}
+
+static void
+shard_accept_reject(struct conn *c, enum limits_result lr)
+{
+	if (lr == LIMITS_PER_IP) {
+		conn_reply(c, "421 4.7.0 Error: too many connections from your address\r\n", 58);
+	} else {
+		conn_reply(c, "421 4.7.0 Error: too many connections\r\n", 39);
+	}
+	if (log_start(LOG_WARN, "reject")) {
+		log_str("client", c->peer_ip);
+		log_str("reason", lr == LIMITS_PER_IP ? "connections_per_ip" : "connections_total");
+		log_finish();
+	}
+	conn_close_after_flush(c);
+}
+
+static void
+shard_on_accept(struct shard *sh, unsigned idx, const struct io_uring_cqe *cqe)
+{
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		sh->accept_armed[idx] = false;
+		if (!sh->stopping && cqe->res != -ECANCELED)
+			shard_accept_arm(sh, idx);
+	}
+	if (cqe->res < 0) {
+		if (cqe->res != -ECANCELED && log_start(LOG_WARN, "accept_error")) {
+			log_str("error", strerror(-cqe->res));
+			log_finish();
+		}
+		return;
+	}
+	int fd = cqe->res;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	if (sh->stopping || getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		close(fd);
+		return;
+	}
+	struct conn *c = shard_conn_new(sh, fd);
+	if (!c) {
+		close(fd); /* every slot busy: even a 421 would need one */
+		return;
+	}
+	const struct config *cfg = sh->cfg;
+	c->peer = ss;
+	listen_addr_text((struct sockaddr *)&ss, c->peer_ip, sizeof c->peer_ip, &c->peer_port);
+	c->may_relay = config_addr_may_relay(cfg, (struct sockaddr *)&ss);
+	atomic_fetch_add_explicit(&sh->stats.connections, 1, memory_order_relaxed);
+	conn_recv_update(c);
+	enum limits_result lr = limits_acquire((struct sockaddr *)&ss, cfg->max_connections,
+					       cfg->max_connections_per_ip, c->may_relay,
+					       &c->ticket);
+	if (lr != LIMITS_OK) {
+		shard_accept_reject(c, lr);
+		return;
+	}
+	if (log_start(LOG_INFO, "connect")) {
+		log_str("client", c->peer_ip);
+		log_u64("port", c->peer_port);
+		log_finish();
+	}
+	smtp_session_event(c, SMTP_EV_CONNECTED, NULL, 0, 0);
+}
+
+/* ---- the loop ------------------------------------------------------------------------- */
+
+static void
+shard_wake_arm(struct shard *sh)
+{
+	struct io_uring_sqe *sqe = loop_sqe(&sh->loop);
+	io_uring_prep_read(sqe, sh->wake_fd, &sh->wake_val, sizeof sh->wake_val, 0);
+	io_uring_sqe_set_data64(sqe, loop_ud(OP_WAKE, 0, 0));
+}
+
+static void
+shard_stop_begin(struct shard *sh)
+{
+	sh->stopping = true;
+	sh->stop_deadline_ms = sh->loop.now_ms + (uint64_t)sh->cfg->shutdown_timeout * 1000;
+	for (unsigned i = 0; i < sh->nlisten; i++) {
+		struct io_uring_sqe *sqe = loop_sqe(&sh->loop);
+		io_uring_prep_cancel64(sqe, loop_ud(OP_ACCEPT, i, 0), 0);
+		io_uring_sqe_set_data64(sqe, loop_ud(OP_CANCEL, UINT32_MAX, 0));
+	}
+	log_msg(LOG_INFO, "stopping", "finishing %u connection(s), deadline %u s",
+		sh->used_slots, sh->cfg->shutdown_timeout);
+	for (uint32_t i = 0; i < sh->nslots; i++)
+		if (sh->slots[i] && !sh->slots[i]->closing)
+			smtp_session_event(sh->slots[i], SMTP_EV_STOP, NULL, 0, 0);
+}
+
+/* At the stop deadline: everything not waiting on our own disk is told 421 and closed. */
+static void
+shard_stop_force(struct shard *sh)
+{
+	for (uint32_t i = 0; i < sh->nslots; i++) {
+		struct conn *c = sh->slots[i];
+		if (!c || c->closing || c->sess.state == SMTP_ST_COMMIT ||
+		    c->sess.state == SMTP_ST_CLOSING)
+			continue;
+		conn_replyf(c, "421 4.3.2 %s Service shutting down\r\n", sh->cfg->hostname);
+		conn_close_after_flush(c);
+	}
+}
+
+static void
+shard_on_cqe(void *ctx, struct io_uring_cqe *cqe)
+{
+	struct shard *sh = ctx;
+	uint64_t ud = cqe->user_data;
+	unsigned op = loop_ud_op(ud);
+	if (op == OP_ACCEPT) {
+		shard_on_accept(sh, loop_ud_slot(ud), cqe);
+		return;
+	}
+	if (op == OP_SPOOL) {
+		spool_complete(sh->spool, &sh->loop.ring, loop_ud(OP_SPOOL, 0, 0), cqe,
+			       shard_spool_done, sh);
+		return;
+	}
+	if (op == OP_WAKE) {
+		shard_wake_arm(sh);
+		if (atomic_load(&sh->stop_requested) && !sh->stopping)
+			shard_stop_begin(sh);
+		return;
+	}
+	if (op == OP_CANCEL && loop_ud_slot(ud) == UINT32_MAX)
+		return; /* a listener's accept cancelled at stop */
+	struct conn *c = shard_conn_lookup(sh, loop_ud_slot(ud), loop_ud_gen(ud));
+	if (!c) {
+		/* Owners are freed only when all their operations are done, so a buffer is all
+		 * that can be left to hand back here. */
+		if (cqe->flags & IORING_CQE_F_BUFFER)
+			loop_buf_return(&sh->loop, cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		return;
+	}
+	switch (op) {
+	case OP_RECV:
+		conn_on_recv(c, cqe);
+		break;
+	case OP_SEND:
+		conn_on_send(c, cqe->res);
+		break;
+	case OP_CANCEL:
+	case OP_CLOSE:
+		conn_on_op_done(c);
+		break;
+	default:
+		ASSERT(!"unknown operation");
+	}
+	shard_conn_release(sh, c);
+}
+
+static void
+shard_config_pickup(struct shard *sh)
+{
+	uint64_t gen = atomic_load_explicit(&sh->cfg_next_gen, memory_order_acquire);
+	if (gen == atomic_load_explicit(&sh->cfg_ack_gen, memory_order_relaxed))
+		return;
+	sh->cfg = atomic_load_explicit(&sh->cfg_next, memory_order_acquire);
+	atomic_store_explicit(&sh->cfg_ack_gen, gen, memory_order_release);
+}
+
+static void
+shard_before_wait(void *ctx)
+{
+	struct shard *sh = ctx;
+	shard_config_pickup(sh);
+	if (sh->spool)
+		spool_flush(sh->spool, &sh->loop.ring, loop_ud(OP_SPOOL, 0, 0), shard_spool_done, sh);
+	/* One send per connection per turn, with every reply the turn produced. */
+	for (uint32_t i = 0; i < sh->ndirty; i++) {
+		struct conn *c = sh->slots[sh->dirty[i]];
+		if (c && c->dirty)
+			conn_flush(c);
+	}
+	sh->ndirty = 0;
+	log_flush();
+}
+
+static const struct loop_ops shard_loop_ops = {
+	.on_cqe = shard_on_cqe,
+	.before_wait = shard_before_wait,
+};
+
+static void
+shard_start_report(struct shard *sh, int rc)
+{
+	pthread_mutex_lock(&sh->start_mu);
+	sh->start_rc = rc;
+	sh->start_done = true;
+	pthread_cond_signal(&sh->start_cv);
+	pthread_mutex_unlock(&sh->start_mu);
+}
+
+static bool
+shard_finished(struct shard *sh)
+{
+	return sh->stopping && sh->used_slots == 0 && !(sh->spool && spool_busy(sh->spool));
+}
+
+static void *
+shard_main(void *arg)
+{
+	struct shard *sh = arg;
+	log_thread_init((int)sh->id, true);
+	struct loop_params lp = {
+		.entries = SHARD_RING_ENTRIES,
+		.nbufs = SHARD_RECV_BUFS,
+		.buf_size = SHARD_RECV_BUF_SIZE,
+		.buf_group = 1,
+	};
+	int rc = loop_init(&sh->loop, &lp, sh->start_err, sizeof sh->start_err);
+	if (rc < 0) {
+		shard_start_report(sh, rc);
+		return NULL;
+	}
+	sh->loop_ready = true;
+	for (unsigned i = 0; i < sh->nlisten; i++)
+		shard_accept_arm(sh, i);
+	shard_wake_arm(sh);
+	shard_start_report(sh, 0);
+	bool forced = false;
+	while (!shard_finished(sh)) {
+		rc = loop_turn(&sh->loop, &shard_loop_ops, sh, sh->stopping ? 100 : -1);
+		if (rc < 0) {
+			log_msg(LOG_ERROR, "loop_error", "io_uring: %s", strerror(-rc));
+			break;
+		}
+		if (sh->stopping && !forced && sh->loop.now_ms >= sh->stop_deadline_ms) {
+			shard_stop_force(sh);
+			forced = true;
+		}
+	}
+	shard_before_wait(sh);
+	log_msg(LOG_INFO, "stopped", "shard loop finished");
+	log_flush();
+	return NULL;
+}
+
+int
+shard_start(struct shard *sh, char *err, size_t err_len)
+{
+	int rc = pthread_create(&sh->thread, NULL, shard_main, sh);
+	if (rc != 0) {
+		snprintf(err, err_len, "pthread_create: %s", strerror(rc));
+		return -rc;
+	}
+	sh->thread_started = true;
+	pthread_mutex_lock(&sh->start_mu);
+	while (!sh->start_done)
+		pthread_cond_wait(&sh->start_cv, &sh->start_mu);
+	pthread_mutex_unlock(&sh->start_mu);
+	if (sh->start_rc < 0)
+		snprintf(err, err_len, "shard %u: %s", sh->id, sh->start_err);
+	return sh->start_rc;
+}
+
+void
+shard_config_publish(struct shard *sh, const struct config *cfg, uint64_t gen)
+{
+	atomic_store_explicit(&sh->cfg_next, cfg, memory_order_release);
+	atomic_store_explicit(&sh->cfg_next_gen, gen, memory_order_release);
+	uint64_t one = 1;
+	ssize_t w = write(sh->wake_fd, &one, sizeof one);
+	(void)w;
+}
+
+uint64_t
+shard_config_acked(struct shard *sh)
+{
+	return atomic_load_explicit(&sh->cfg_ack_gen, memory_order_acquire);
+}
+
+void
+shard_request_stop(struct shard *sh)
+{
+	atomic_store(&sh->stop_requested, true);
+	uint64_t one = 1;
+	ssize_t w = write(sh->wake_fd, &one, sizeof one);
+	(void)w;
+}
+
+void
+shard_join(struct shard *sh)
+{
+	if (sh->thread_started) {
+		pthread_join(sh->thread, NULL);
+		sh->thread_started = false;
+	}
+}

@@ -1,0 +1,54 @@
+/*
+ * shard — one thread, one io_uring loop, its own listeners, connections and spool writer.
+ *
+ * Shards share nothing but atomics: the connection limits, the segment sequence counter and
+ * the published config. main.c creates them, starts them, publishes a new config on SIGHUP
+ * and asks them to stop on SIGTERM. ringmx-sink runs the same shards in sink mode: no spool,
+ * every recipient accepted, messages answered (after an optional delay, or failed at chosen
+ * rates) and discarded.
+ *
+ * Failure: shard_create / shard_start return NULL / -errno with err filled.
+ */
+#ifndef RINGMX_SHARD_H
+#define RINGMX_SHARD_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct config;
+struct shard;
+
+struct shard_sink {
+	bool enabled;
+	unsigned delay_ms;     /* before the reply to end-of-data */
+	unsigned tempfail_pct; /* of messages answered 451 */
+	unsigned permfail_pct; /* of messages answered 554 */
+};
+
+struct shard_params {
+	unsigned id;
+	const struct config *cfg;
+	_Atomic uint32_t *next_seq; /* spool segment sequence, shared */
+	struct shard_sink sink;
+};
+
+/* Counters, readable from any thread at any time. */
+struct shard_stats {
+	_Atomic uint64_t connections, messages, recipients, bytes, rejected, tempfailed;
+};
+
+struct shard *shard_create(const struct shard_params *p, char *err, size_t err_len);
+/* Starts the thread; returns once its loop is up (or failed to come up). */
+int shard_start(struct shard *sh, char *err, size_t err_len);
+/* Thread-safe: makes the shard use cfg from its next turn; see shard_config_acked. */
+void shard_config_publish(struct shard *sh, const struct config *cfg, uint64_t gen);
+uint64_t shard_config_acked(struct shard *sh);
+/* Thread-safe: graceful stop (stop accepting, finish transactions up to shutdown_timeout). */
+void shard_request_stop(struct shard *sh);
+void shard_join(struct shard *sh);
+void shard_destroy(struct shard *sh);
+const struct shard_stats *shard_stats(const struct shard *sh);
+
+#endif

@@ -1,0 +1,88 @@
+/*
+ * shard_impl — what conn.c, shard.c and smtp_session.c share about a shard. Not for use
+ * outside server/ (main.c and the sink use shard.h).
+ */
+#ifndef RINGMX_SHARD_IMPL_H
+#define RINGMX_SHARD_IMPL_H
+
+#include <pthread.h>
+#include <time.h>
+
+#include "queue/spool.h"
+#include "server/config.h"
+#include "server/conn.h"
+#include "server/loop.h"
+#include "server/shard.h"
+
+enum shard_op {
+	OP_ACCEPT = 1,
+	OP_RECV,
+	OP_SEND,
+	OP_CANCEL,
+	OP_CLOSE,
+	OP_SPOOL,
+	OP_WAKE,
+};
+
+struct shard {
+	unsigned id;
+	pthread_t thread;
+	bool thread_started;
+	struct loop loop;
+	bool loop_ready;
+
+	const struct config *cfg;
+	_Atomic(const struct config *) cfg_next;
+	_Atomic uint64_t cfg_next_gen, cfg_ack_gen;
+
+	int listen_fd[CONFIG_LISTEN_MAX];
+	unsigned nlisten;
+	bool accept_armed[CONFIG_LISTEN_MAX];
+
+	struct conn **slots;
+	uint32_t nslots, used_slots;
+	uint32_t *free_slots;
+	uint32_t nfree;
+	uint32_t gen_counter;
+	struct conn *conn_pool; /* freed conns kept for reuse, linked through ->shard */
+
+	uint32_t *dirty;
+	uint32_t ndirty;
+
+	struct spool *spool;
+	_Atomic uint32_t *next_seq;
+	struct shard_sink sink;
+	uint64_t sink_rng;
+
+	int wake_fd;
+	uint64_t wake_val;
+	bool wake_armed;
+	_Atomic bool stop_requested;
+	bool stopping;
+	uint64_t stop_deadline_ms;
+
+	char *scratch; /* output room for DATA bytes that are scanned but not kept */
+	size_t scratch_size;
+	uint32_t qid_counter;
+	time_t date_sec;
+	char date[64]; /* RFC 5322 date for Received:, cached per second */
+
+	struct shard_stats stats;
+
+	pthread_mutex_t start_mu; /* start-up handshake only, never on the hot path */
+	pthread_cond_t start_cv;
+	int start_rc;
+	bool start_done;
+	char start_err[256];
+};
+
+/* For the session: */
+uint64_t shard_qid_next(struct shard *sh);
+const char *shard_date(struct shard *sh);
+/* Hands a finished record to the spool (or the sink); the session gets COMMITTED later. */
+void shard_commit(struct shard *sh, struct conn *c, char *rec, size_t len);
+/* For conn.c: */
+void shard_conn_dirty(struct shard *sh, struct conn *c);
+void shard_conn_release(struct shard *sh, struct conn *c);
+
+#endif

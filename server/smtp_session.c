@@ -1,0 +1,866 @@
+#include "server/smtp_session.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/assert.h"
+#include "server/conn.h"
+#include "server/log.h"
+#include "server/shard_impl.h"
+#include "server/smtp_parse.h"
+
+#define REPLY(c, lit) conn_reply((c), lit, sizeof(lit) - 1)
+#define HELO_MAX 255
+#define FEED_MAX (64 * 1024) /* DATA/BDAT bytes handled per step (bounds buffer growth) */
+#define RECEIVED_MAX 1024
+
+/* States in which a command line is read (the others consume bytes, or none). */
+#define ST(x) (1u << SMTP_ST_##x)
+#define ST_ANY_CMD (ST(INIT) | ST(READY) | ST(MAIL) | ST(RCPT))
+
+static const struct config *
+cfg_of(struct conn *c)
+{
+	return c->shard->cfg;
+}
+
+static void
+log_client(struct conn *c)
+{
+	log_str("client", c->peer_ip);
+}
+
+static void
+log_reject(struct conn *c, const char *reason, const char *reply, size_t reply_len)
+{
+	c->sess.n_rejected++;
+	if (!log_start(LOG_INFO, "reject"))
+		return;
+	log_client(c);
+	if (c->sess.qid)
+		log_qid(c->sess.qid);
+	log_str("reason", reason);
+	/* the reply without its CRLF */
+	log_strn("reply", reply, reply_len >= 2 ? reply_len - 2 : reply_len);
+	log_finish();
+}
+
+#define REJECT(c, reason, lit)                                                                 \
+	do {                                                                                   \
+		REPLY(c, lit);                                                                 \
+		log_reject(c, reason, lit, sizeof(lit) - 1);                                  \
+	} while (0)
+
+/* Counts a client error; past max_errors the session ends (RFC 5321 4.3.2 allows 421). */
+static bool
+session_error(struct conn *c)
+{
+	struct smtp_session *s = &c->sess;
+	if (++s->errors < cfg_of(c)->max_errors)
+		return false;
+	conn_replyf(c, "421 4.7.0 %s Error: too many errors\r\n", cfg_of(c)->hostname);
+	log_reject(c, "too_many_errors", "421 4.7.0 too many errors\r\n", 27);
+	conn_close_after_flush(c);
+	return true;
+}
+
+static void
+txn_reset(struct conn *c)
+{
+	struct smtp_session *s = &c->sess;
+	free(s->rec);
+	s->rec = NULL;
+	s->rec_len = s->rec_cap = 0;
+	s->nrcpt = 0;
+	s->arena_len = 0;
+	s->from_len = 0;
+	s->qid = 0;
+	s->size_declared = 0;
+	s->smtputf8 = s->body8 = s->bdat_used = s->too_big = s->bad_txn = 0;
+	s->bdat_last = s->bdat_discard = 0;
+	if (s->state != SMTP_ST_CLOSING)
+		s->state = s->helo ? SMTP_ST_READY : SMTP_ST_INIT;
+}
+
+/* A transaction is over; a pending graceful stop may now close the session. */
+static void
+txn_done(struct conn *c)
+{
+	txn_reset(c);
+	if (c->sess.stop_requested && c->sess.state != SMTP_ST_CLOSING) {
+		conn_replyf(c, "421 4.3.2 %s Service shutting down\r\n", cfg_of(c)->hostname);
+		conn_close_after_flush(c);
+	}
+}
+
+static void
+session_greet(struct conn *c)
+{
+	c->sess.state = SMTP_ST_INIT;
+	conn_replyf(c, "220 %s ESMTP ringmx\r\n", cfg_of(c)->hostname);
+	conn_set_timeout(c, cfg_of(c)->timeout_greeting);
+}
+
+static uint32_t
+arena_add(struct smtp_session *s, const char *p, size_t n)
+{
+	if ((size_t)s->arena_len + n > s->arena_cap) {
+		size_t cap = s->arena_cap ? s->arena_cap : 512;
+		while (cap < (size_t)s->arena_len + n)
+			cap *= 2;
+		char *a = realloc(s->arena, cap);
+		ASSERT(a != NULL);
+		s->arena = a;
+		s->arena_cap = (uint32_t)cap;
+	}
+	uint32_t off = s->arena_len;
+	memcpy(s->arena + off, p, n);
+	s->arena_len += (uint32_t)n;
+	return off;
+}
+
+/* ---- HELO / EHLO ---------------------------------------------------------------------- */
+
+static void
+cmd_helo(struct conn *c, const struct smtp_cmd *cmd)
+{
+	struct smtp_session *s = &c->sess;
+	const struct config *cfg = cfg_of(c);
+	txn_reset(c); /* RFC 5321 4.1.4: HELO/EHLO resets any transaction */
+	size_t n = cmd->arg.len < HELO_MAX ? cmd->arg.len : HELO_MAX;
+	char *h = realloc(s->helo, n + 1);
+	ASSERT(h != NULL);
+	memcpy(h, cmd->arg.p, n);
+	h[n] = '\0';
+	s->helo = h;
+	s->state = SMTP_ST_READY;
+	s->esmtp = cmd->verb == SMTP_VERB_EHLO;
+	if (!s->esmtp) {
+		conn_replyf(c, "250 %s\r\n", cfg->hostname);
+		return;
+	}
+	conn_replyf(c,
+		    "250-%s\r\n"
+		    "250-PIPELINING\r\n"
+		    "250-SIZE %" PRIu64 "\r\n"
+		    "250-ENHANCEDSTATUSCODES\r\n"
+		    "250-8BITMIME\r\n"
+		    "250-SMTPUTF8\r\n"
+		    "250 CHUNKING\r\n",
+		    cfg->hostname, cfg->max_message_size);
+}
+
+/* ---- MAIL ----------------------------------------------------------------------------- */
+
+/* Applies MAIL parameters (RFC 1870 SIZE, 6152 BODY, 6531 SMTPUTF8). Returns false after
+ * replying with the error. */
+static bool
+mail_params(struct conn *c, const struct smtp_cmd *cmd)
+{
+	struct smtp_session *s = &c->sess;
+	struct smtp_param prm;
+	size_t pos = 0;
+	int r;
+	while ((r = smtp_param_next(cmd->params, &pos, &prm)) > 0) {
+		if (!s->esmtp) {
+			REJECT(c, "param_without_ehlo", "555 5.5.4 Error: parameters need EHLO\r\n");
+			return false;
+		}
+		if (smtp_slice_eq(prm.key, "SIZE")) {
+			uint64_t v = 0;
+			if (prm.value.len == 0 || prm.value.len > 19)
+				goto syntax;
+			for (size_t i = 0; i < prm.value.len; i++) {
+				if (prm.value.p[i] < '0' || prm.value.p[i] > '9')
+					goto syntax;
+				v = v * 10 + (uint64_t)(prm.value.p[i] - '0');
+			}
+			if (v > cfg_of(c)->max_message_size) {
+				REJECT(c, "size_declared",
+				       "552 5.3.4 Error: message size exceeds fixed maximum\r\n");
+				return false;
+			}
+			s->size_declared = v;
+		} else if (smtp_slice_eq(prm.key, "BODY")) {
+			if (smtp_slice_eq(prm.value, "8BITMIME"))
+				s->body8 = 1;
+			else if (!smtp_slice_eq(prm.value, "7BIT"))
+				goto syntax;
+		} else if (smtp_slice_eq(prm.key, "SMTPUTF8")) {
+			if (prm.value.len != 0)
+				goto syntax;
+			s->smtputf8 = 1;
+		} else {
+			REJECT(c, "param_unsupported", "555 5.5.4 Error: unsupported parameter\r\n");
+			return false;
+		}
+	}
+	if (r == 0)
+		return true;
+syntax:
+	REJECT(c, "param_syntax", "501 5.5.4 Error: bad parameter syntax\r\n");
+	return false;
+}
+
+static void
+cmd_mail(struct conn *c, const struct smtp_cmd *cmd)
+{
+	struct smtp_session *s = &c->sess;
+	if (s->state == SMTP_ST_INIT) {
+		REJECT(c, "mail_before_helo", "503 5.5.1 Error: send HELO/EHLO first\r\n");
+		session_error(c);
+		return;
+	}
+	if (s->state != SMTP_ST_READY) {
+		REJECT(c, "nested_mail", "503 5.5.1 Error: nested MAIL command\r\n");
+		session_error(c);
+		return;
+	}
+	if (!mail_params(c, cmd)) {
+		txn_reset(c);
+		session_error(c);
+		return;
+	}
+	if (cmd->path_utf8 && !s->smtputf8) {
+		/* RFC 6531 3.4: a UTF-8 address needs the SMTPUTF8 parameter. */
+		txn_reset(c);
+		REJECT(c, "utf8_without_smtputf8",
+		       "553 5.6.7 Error: UTF-8 address needs the SMTPUTF8 parameter\r\n");
+		session_error(c);
+		return;
+	}
+	s->from_off = arena_add(s, cmd->path.p, cmd->path.len);
+	s->from_len = (uint32_t)cmd->path.len;
+	s->state = SMTP_ST_MAIL;
+	REPLY(c, "250 2.1.0 Ok\r\n");
+}
+
+/* ---- RCPT ----------------------------------------------------------------------------- */
+
+/* Decides whether a recipient is acceptable: local domain (and known), or relay allowed.
+ * Returns NULL when it is, else the reply to send (and its log reason in *why). */
+static const char *
+rcpt_policy(struct conn *c, struct smtp_slice path, const char **why)
+{
+	struct smtp_slice local, domain;
+	const struct config *cfg = cfg_of(c);
+	if (c->shard->sink.enabled)
+		return NULL;
+	if (!smtp_path_domain(path, &local, &domain))
+		return NULL; /* "postmaster" with no domain: always accepted (RFC 5321 4.5.1) */
+	if (domain.len > 0 && domain.p[0] != '[' &&
+	    config_domain_is_local(cfg, domain.p, domain.len)) {
+		if (smtp_slice_eq(local, "postmaster") ||
+		    config_recipient_exists(cfg, path.p, path.len))
+			return NULL;
+		*why = "unknown_recipient";
+		return "550 5.1.1 Error: recipient address rejected: user unknown\r\n";
+	}
+	if (c->may_relay)
+		return NULL;
+	*why = "relay_denied";
+	return "554 5.7.1 Error: relay access denied\r\n";
+}
+
+static void
+cmd_rcpt(struct conn *c, const struct smtp_cmd *cmd)
+{
+	struct smtp_session *s = &c->sess;
+	if (s->state != SMTP_ST_MAIL && s->state != SMTP_ST_RCPT) {
+		REJECT(c, "rcpt_without_mail", "503 5.5.1 Error: need MAIL command\r\n");
+		session_error(c);
+		return;
+	}
+	if (s->nrcpt >= cfg_of(c)->max_recipients) {
+		/* RFC 5321 4.5.3.1.10: 452, and not counted as an error. */
+		REJECT(c, "too_many_recipients", "452 4.5.3 Error: too many recipients\r\n");
+		return;
+	}
+	if (cmd->params.len > 0) {
+		REJECT(c, "param_unsupported", "555 5.5.4 Error: unsupported parameter\r\n");
+		session_error(c);
+		return;
+	}
+	if (cmd->path_utf8 && !s->smtputf8) {
+		REJECT(c, "utf8_without_smtputf8",
+		       "553 5.6.7 Error: UTF-8 address needs the SMTPUTF8 parameter\r\n");
+		session_error(c);
+		return;
+	}
+	const char *why = NULL;
+	const char *deny = rcpt_policy(c, cmd->path, &why);
+	if (deny) {
+		size_t n = strlen(deny);
+		conn_reply(c, deny, n);
+		log_reject(c, why, deny, n);
+		if (log_start(LOG_DEBUG, "rcpt_rejected")) {
+			log_strn("rcpt", cmd->path.p, cmd->path.len);
+			log_finish();
+		}
+		session_error(c);
+		return;
+	}
+	if (s->nrcpt == s->rcpt_cap) {
+		uint32_t cap = s->rcpt_cap ? s->rcpt_cap * 2 : 8;
+		s->rcpts = realloc(s->rcpts, cap * sizeof *s->rcpts);
+		s->rcpt_off = realloc(s->rcpt_off, cap * sizeof *s->rcpt_off);
+		ASSERT(s->rcpts && s->rcpt_off);
+		s->rcpt_cap = cap;
+	}
+	s->rcpt_off[s->nrcpt] = arena_add(s, cmd->path.p, cmd->path.len);
+	s->rcpts[s->nrcpt].len = cmd->path.len;
+	s->nrcpt++;
+	s->state = SMTP_ST_RCPT;
+	REPLY(c, "250 2.1.5 Ok\r\n");
+}
+
+/* ---- the message record --------------------------------------------------------------- */
+
+static void
+rec_reserve(struct smtp_session *s, size_t need)
+{
+	if (need <= s->rec_cap)
+		return;
+	size_t cap = s->rec_cap * 2;
+	if (cap < need)
+		cap = need;
+	char *r = realloc(s->rec, cap);
+	ASSERT(r != NULL);
+	s->rec = r;
+	s->rec_cap = cap;
+}
+
+static size_t
+received_header(struct conn *c, char *buf, size_t cap)
+{
+	struct smtp_session *s = &c->sess;
+	const struct config *cfg = cfg_of(c);
+	char qid[17];
+	log_qid_format(s->qid, qid);
+	const char *proto = !s->esmtp ? "SMTP" : s->smtputf8 ? "UTF8SMTP" : "ESMTP";
+	bool v6 = strchr(c->peer_ip, ':') != NULL;
+	char for_clause[300] = "";
+	if (s->nrcpt == 1)
+		snprintf(for_clause, sizeof for_clause, "\r\n\tfor <%.*s>", (int)s->rcpts[0].len,
+			 s->rcpts[0].p);
+	int n = snprintf(buf, cap,
+			 "Received: from %s ([%s%s])\r\n\tby %s (ringmx) with %s id %s%s;\r\n\t%s\r\n",
+			 s->helo, v6 ? "IPv6:" : "", c->peer_ip, cfg->hostname, proto, qid,
+			 for_clause, shard_date(c->shard));
+	ASSERT(n > 0 && (size_t)n < cap);
+	return (size_t)n;
+}
+
+/* Starts the spool record: header, envelope and Received: now, message bytes as they come,
+ * into one buffer, so the message is copied once on its way to the disk. */
+static void
+message_begin(struct conn *c, bool binary)
+{
+	struct smtp_session *s = &c->sess;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	s->qid = shard_qid_next(c->shard);
+	for (uint32_t i = 0; i < s->nrcpt; i++)
+		s->rcpts[i].p = s->arena + s->rcpt_off[i];
+	struct spool_envelope env = {
+		.qid = s->qid,
+		.arrival_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000,
+		.flags = (s->body8 ? SPOOL_F_8BITMIME : 0) | (s->smtputf8 ? SPOOL_F_SMTPUTF8 : 0) |
+			 (binary ? SPOOL_F_BINARY : 0),
+		.helo = {s->helo, strlen(s->helo)},
+		.client = {c->peer_ip, strlen(c->peer_ip)},
+		.from = {s->arena + s->from_off, s->from_len},
+		.rcpts = s->rcpts,
+		.nrcpt = s->nrcpt,
+	};
+	char rcv[RECEIVED_MAX];
+	size_t rcv_len = received_header(c, rcv, sizeof rcv);
+	size_t env_size = spool_record_envelope_size(&env);
+	uint64_t expect = s->size_declared ? s->size_declared : 16384;
+	if (expect > cfg_of(c)->max_message_size)
+		expect = cfg_of(c)->max_message_size;
+	s->rec_cap = 0;
+	rec_reserve(s, env_size + rcv_len + expect + SMTP_DATA_HOLD_MAX + 64);
+	s->msg_off = spool_record_begin(s->rec, s->rec_cap, &env);
+	memcpy(s->rec + s->msg_off, rcv, rcv_len);
+	s->body_off = s->msg_off + rcv_len;
+	s->rec_len = s->body_off;
+	s->too_big = 0;
+}
+
+/* Marks the message too big and drops what was kept of it; the rest is read and discarded. */
+static void
+message_too_big(struct smtp_session *s)
+{
+	s->too_big = 1;
+	free(s->rec);
+	s->rec = NULL;
+	s->rec_len = s->rec_cap = 0;
+}
+
+/* binary: the message came by BDAT, so its bytes are as sent and bare CR/LF are data. */
+static void
+message_end(struct conn *c, bool binary)
+{
+	struct smtp_session *s = &c->sess;
+	const struct config *cfg = cfg_of(c);
+	if (s->too_big) {
+		REJECT(c, "message_too_big", "552 5.3.4 Error: message too big\r\n");
+		txn_done(c);
+		return;
+	}
+	if (!binary && (s->scan.flags & (SMTP_DATA_BARE_LF | SMTP_DATA_BARE_CR)) &&
+	    cfg->bare_newline == CONFIG_BARE_NEWLINE_REJECT) {
+		/* RFC 5321 2.3.8: bare CR/LF are not line ends; we refuse them outright so no
+		 * downstream parser can be tricked into a second message (SMTP smuggling). */
+		REJECT(c, "bare_newline",
+		       "554 5.6.0 Error: bare <CR> or <LF> in message data (RFC 5321 2.3.8)\r\n");
+		txn_done(c);
+		return;
+	}
+	s->msg_size = s->rec_len - s->msg_off;
+	spool_record_finish(s->rec, s->rec_len);
+	s->state = SMTP_ST_COMMIT;
+	char *rec = s->rec;
+	size_t len = s->rec_len;
+	s->rec = NULL;
+	s->rec_cap = 0;
+	conn_set_timeout(c, 0); /* waiting on our disk, not on the client */
+	shard_commit(c->shard, c, rec, len);
+}
+
+/* ---- DATA ----------------------------------------------------------------------------- */
+
+static bool
+txn_ready_for_data(struct conn *c)
+{
+	struct smtp_session *s = &c->sess;
+	if (s->state == SMTP_ST_RCPT)
+		return true;
+	if (s->state == SMTP_ST_MAIL)
+		REJECT(c, "no_valid_recipients", "554 5.5.1 Error: no valid recipients\r\n");
+	else if (s->state == SMTP_ST_INIT)
+		REJECT(c, "data_before_helo", "503 5.5.1 Error: send HELO/EHLO first\r\n");
+	else
+		REJECT(c, "data_without_rcpt", "503 5.5.1 Error: need RCPT command\r\n");
+	return false;
+}
+
+static void
+cmd_data(struct conn *c, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	struct smtp_session *s = &c->sess;
+	if (!txn_ready_for_data(c)) {
+		session_error(c);
+		return;
+	}
+	if (s->bdat_used) {
+		/* RFC 3030 2: DATA may not follow BDAT in one transaction. */
+		REJECT(c, "data_after_bdat", "503 5.5.1 Error: DATA after BDAT\r\n");
+		session_error(c);
+		return;
+	}
+	message_begin(c, false);
+	smtp_data_scan_init(&s->scan);
+	s->state = SMTP_ST_DATA;
+	conn_set_timeout(c, cfg_of(c)->timeout_data);
+	REPLY(c, "354 End data with <CR><LF>.<CR><LF>\r\n");
+}
+
+static size_t
+data_feed(struct conn *c, const char *p, size_t n)
+{
+	struct smtp_session *s = &c->sess;
+	struct shard *sh = c->shard;
+	size_t piece = n < FEED_MAX ? n : FEED_MAX;
+	char *out;
+	if (!s->too_big) {
+		rec_reserve(s, s->rec_len + piece + SMTP_DATA_HOLD_MAX);
+		out = s->rec + s->rec_len;
+	} else {
+		ASSERT(sh->scratch_size >= FEED_MAX + SMTP_DATA_HOLD_MAX);
+		out = sh->scratch;
+	}
+	size_t out_len = 0;
+	size_t used = smtp_data_scan_feed(&s->scan, p, piece, out, &out_len);
+	if (!s->too_big) {
+		s->rec_len += out_len;
+		if (s->rec_len - s->body_off > cfg_of(c)->max_message_size)
+			message_too_big(s);
+	}
+	conn_set_timeout(c, cfg_of(c)->timeout_data);
+	if (s->scan.done)
+		message_end(c, false);
+	return used;
+}
+
+/* ---- BDAT (RFC 3030) ------------------------------------------------------------------ */
+
+static void
+cmd_bdat(struct conn *c, const struct smtp_cmd *cmd)
+{
+	struct smtp_session *s = &c->sess;
+	/* The chunk's bytes follow whatever we answer; they must be read either way. */
+	s->bdat_left = cmd->bdat_size;
+	s->bdat_last = cmd->bdat_last;
+	s->bdat_discard = 0;
+	if (s->state != SMTP_ST_RCPT) {
+		s->bdat_discard = 1;
+		s->bdat_prev_state = (uint8_t)s->state;
+	} else if (!s->bdat_used) {
+		message_begin(c, true);
+		s->bdat_used = 1;
+	}
+	s->state = SMTP_ST_BDAT;
+	conn_set_timeout(c, cfg_of(c)->timeout_data);
+}
+
+static void
+bdat_chunk_end(struct conn *c)
+{
+	struct smtp_session *s = &c->sess;
+	if (s->bdat_discard) {
+		/* Answer as if the chunk had been the command alone (RFC 3030 2). */
+		s->state = (enum smtp_state)s->bdat_prev_state;
+		if (s->state == SMTP_ST_INIT)
+			REJECT(c, "bdat_before_helo", "503 5.5.1 Error: send HELO/EHLO first\r\n");
+		else if (s->state == SMTP_ST_MAIL)
+			REJECT(c, "no_valid_recipients", "554 5.5.1 Error: no valid recipients\r\n");
+		else
+			REJECT(c, "bdat_without_rcpt", "503 5.5.1 Error: need MAIL and RCPT first\r\n");
+		if (s->state == SMTP_ST_MAIL || s->state == SMTP_ST_RCPT)
+			txn_reset(c);
+		session_error(c);
+		return;
+	}
+	if (s->too_big) {
+		REJECT(c, "message_too_big", "552 5.3.4 Error: message too big\r\n");
+		txn_done(c);
+		return;
+	}
+	if (s->bdat_last) {
+		message_end(c, true);
+		return;
+	}
+	s->state = SMTP_ST_RCPT;
+	conn_replyf(c, "250 2.0.0 %" PRIu64 " octets received\r\n", s->rec_len - s->body_off);
+	conn_set_timeout(c, cfg_of(c)->timeout_command);
+}
+
+static size_t
+bdat_feed(struct conn *c, const char *p, size_t n)
+{
+	struct smtp_session *s = &c->sess;
+	size_t piece = n < FEED_MAX ? n : FEED_MAX;
+	if (piece > s->bdat_left)
+		piece = (size_t)s->bdat_left;
+	if (!s->bdat_discard && !s->too_big) {
+		if (s->rec_len + piece - s->body_off > cfg_of(c)->max_message_size) {
+			message_too_big(s);
+		} else {
+			rec_reserve(s, s->rec_len + piece);
+			memcpy(s->rec + s->rec_len, p, piece);
+			s->rec_len += piece;
+		}
+	}
+	s->bdat_left -= piece;
+	conn_set_timeout(c, cfg_of(c)->timeout_data);
+	if (s->bdat_left == 0)
+		bdat_chunk_end(c);
+	return piece;
+}
+
+/* ---- the small commands --------------------------------------------------------------- */
+
+static void
+cmd_rset(struct conn *c, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	REPLY(c, "250 2.0.0 Ok\r\n");
+	txn_done(c);
+}
+
+static void
+cmd_noop(struct conn *c, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	REPLY(c, "250 2.0.0 Ok\r\n");
+}
+
+static void
+cmd_quit(struct conn *c, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	conn_replyf(c, "221 2.0.0 %s Bye\r\n", cfg_of(c)->hostname);
+	conn_close_after_flush(c);
+}
+
+static void
+cmd_vrfy(struct conn *c, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	/* RFC 5321 3.5.3: 252 when we will not verify but would accept. */
+	REPLY(c, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery\r\n");
+}
+
+static void
+cmd_help(struct conn *c, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	REPLY(c, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP\r\n");
+}
+
+static void
+cmd_not_implemented(struct conn *c, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	REJECT(c, "not_implemented", "502 5.5.1 Error: command not implemented\r\n");
+	session_error(c);
+}
+
+static void
+cmd_http(struct conn *c, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	REJECT(c, "http_command", "554 5.7.0 Error: this is an SMTP server, not HTTP\r\n");
+	conn_close_after_flush(c);
+}
+
+static void
+cmd_unknown(struct conn *c, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	REJECT(c, "unknown_command", "500 5.5.2 Error: command not recognized\r\n");
+	session_error(c);
+}
+
+static void
+cmd_bad(struct conn *c, const struct smtp_cmd *cmd)
+{
+	switch (cmd->error) {
+	case SMTP_ERR_BARE_LF:
+		REJECT(c, "bare_lf_command", "500 5.5.2 Error: bare <LF> received\r\n");
+		break;
+	case SMTP_ERR_BAD_CHAR:
+		REJECT(c, "bad_character", "500 5.5.2 Error: invalid character in command\r\n");
+		break;
+	case SMTP_ERR_PATH:
+		if (cmd->bad_verb == SMTP_VERB_MAIL)
+			REJECT(c, "bad_sender", "501 5.1.7 Error: bad sender address syntax\r\n");
+		else
+			REJECT(c, "bad_recipient", "501 5.1.3 Error: bad recipient address syntax\r\n");
+		break;
+	case SMTP_ERR_BDAT_SIZE:
+		/* We cannot know where the chunk ends: nothing after this can be trusted. */
+		REJECT(c, "bdat_size", "501 5.5.4 Error: bad BDAT size, closing connection\r\n");
+		conn_close_after_flush(c);
+		return;
+	default:
+		REJECT(c, "syntax", "501 5.5.4 Error: syntax error in command or arguments\r\n");
+		break;
+	}
+	session_error(c);
+}
+
+struct verb_entry {
+	void (*handle)(struct conn *c, const struct smtp_cmd *cmd);
+};
+
+static const struct verb_entry verb_table[SMTP_VERB_COUNT] = {
+	[SMTP_VERB_BAD] = {cmd_bad},
+	[SMTP_VERB_HELO] = {cmd_helo},
+	[SMTP_VERB_EHLO] = {cmd_helo},
+	[SMTP_VERB_MAIL] = {cmd_mail},
+	[SMTP_VERB_RCPT] = {cmd_rcpt},
+	[SMTP_VERB_DATA] = {cmd_data},
+	[SMTP_VERB_BDAT] = {cmd_bdat},
+	[SMTP_VERB_RSET] = {cmd_rset},
+	[SMTP_VERB_NOOP] = {cmd_noop},
+	[SMTP_VERB_QUIT] = {cmd_quit},
+	[SMTP_VERB_VRFY] = {cmd_vrfy},
+	[SMTP_VERB_HELP] = {cmd_help},
+	[SMTP_VERB_STARTTLS] = {cmd_not_implemented},
+	[SMTP_VERB_AUTH] = {cmd_not_implemented},
+	[SMTP_VERB_EXPN] = {cmd_not_implemented},
+	[SMTP_VERB_ETRN] = {cmd_not_implemented},
+	[SMTP_VERB_HTTP] = {cmd_http},
+	[SMTP_VERB_UNKNOWN] = {cmd_unknown},
+};
+
+static size_t
+command_feed(struct conn *c, const char *p, size_t n)
+{
+	struct smtp_session *s = &c->sess;
+	const struct config *cfg = cfg_of(c);
+	if (s->skip_line) {
+		/* The rest of an over-long line, already answered. */
+		const char *lf = memchr(p, '\n', n);
+		if (!lf)
+			return n;
+		s->skip_line = 0;
+		return (size_t)(lf - p) + 1;
+	}
+	struct smtp_cmd cmd;
+	long r = smtp_parse_command(p, n, cfg->max_line_length, &cmd);
+	if (r == 0)
+		return 0;
+	s->n_cmds++;
+	conn_set_timeout(c, cfg->timeout_command);
+	if (r == SMTP_PARSE_TOO_LONG) {
+		/* RFC 5321 4.5.3.1.4 */
+		REJECT(c, "line_too_long", "500 5.5.2 Error: line too long\r\n");
+		s->skip_line = 1;
+		if (!session_error(c))
+			return command_feed(c, p, n);
+		return n;
+	}
+	ASSERT(cmd.verb < SMTP_VERB_COUNT && verb_table[cmd.verb].handle);
+	verb_table[cmd.verb].handle(c, &cmd);
+	return (size_t)r;
+}
+
+static size_t
+session_datain(struct conn *c, const char *p, size_t n)
+{
+	struct smtp_session *s = &c->sess;
+	switch (s->state) {
+	case SMTP_ST_GREET:
+		/* Bytes before our greeting: not a real SMTP client (RFC 5321 3.1, 4.3.1). */
+		REJECT(c, "early_talker", "554 5.5.1 Error: SMTP protocol synchronization\r\n");
+		conn_close_after_flush(c);
+		return n;
+	case SMTP_ST_DATA:
+		return data_feed(c, p, n);
+	case SMTP_ST_BDAT:
+		return bdat_feed(c, p, n);
+	case SMTP_ST_COMMIT:
+	case SMTP_ST_CLOSING:
+		return 0;
+	case SMTP_ST_INIT:
+	case SMTP_ST_READY:
+	case SMTP_ST_MAIL:
+	case SMTP_ST_RCPT:
+		return command_feed(c, p, n);
+	}
+	ASSERT(!"unknown session state");
+	return 0;
+}
+
+static void
+session_committed(struct conn *c, int status)
+{
+	struct smtp_session *s = &c->sess;
+	ASSERT(s->state == SMTP_ST_COMMIT);
+	char qid[17];
+	log_qid_format(s->qid, qid);
+	if (status == 0) {
+		conn_replyf(c, "250 2.0.0 Ok: queued as %s\r\n", qid);
+		s->n_accepted++;
+		if (log_start(LOG_INFO, "accept")) {
+			log_client(c);
+			log_strn("qid", qid, 16);
+			log_strn("from", s->arena + s->from_off, s->from_len);
+			log_u64("nrcpt", s->nrcpt);
+			log_u64("size", s->msg_size);
+			log_finish();
+		}
+	} else if (status == -EAGAIN) {
+		REJECT(c, "sink_tempfail", "451 4.3.0 Error: temporary failure (sink)\r\n");
+	} else if (status == -EPERM) {
+		REJECT(c, "sink_permfail", "554 5.6.0 Error: rejected (sink)\r\n");
+	} else {
+		REJECT(c, "spool_write_error", "451 4.3.0 Error: queue file write error\r\n");
+	}
+	s->state = s->helo ? SMTP_ST_READY : SMTP_ST_INIT; /* so txn_done can reset */
+	txn_done(c);
+	if (s->state != SMTP_ST_CLOSING)
+		conn_set_timeout(c, cfg_of(c)->timeout_command);
+}
+
+static void
+session_timeout(struct conn *c)
+{
+	struct smtp_session *s = &c->sess;
+	const struct config *cfg = cfg_of(c);
+	if (s->state == SMTP_ST_GREET) {
+		session_greet(c);
+		return;
+	}
+	if (s->state == SMTP_ST_CLOSING) {
+		conn_close(c); /* the client did not read its last reply in time */
+		return;
+	}
+	if (c->shard->loop.now_ms >= c->session_deadline_ms) {
+		conn_replyf(c, "421 4.4.2 %s Error: session time limit exceeded\r\n", cfg->hostname);
+		log_reject(c, "session_timeout", "421 4.4.2 session time limit\r\n", 30);
+	} else {
+		conn_replyf(c, "421 4.4.2 %s Error: timeout exceeded\r\n", cfg->hostname);
+		log_reject(c, "timeout", "421 4.4.2 timeout exceeded\r\n", 28);
+	}
+	conn_close_after_flush(c);
+}
+
+static void
+session_stop(struct conn *c)
+{
+	struct smtp_session *s = &c->sess;
+	switch (s->state) {
+	case SMTP_ST_GREET:
+	case SMTP_ST_INIT:
+	case SMTP_ST_READY:
+		conn_replyf(c, "421 4.3.2 %s Service shutting down\r\n", cfg_of(c)->hostname);
+		conn_close_after_flush(c);
+		break;
+	case SMTP_ST_CLOSING:
+		break;
+	default:
+		s->stop_requested = 1; /* after this transaction */
+		break;
+	}
+}
+
+size_t
+smtp_session_event(struct conn *c, enum smtp_event ev, const char *p, size_t n, int status)
+{
+	switch (ev) {
+	case SMTP_EV_CONNECTED: {
+		unsigned delay = cfg_of(c)->greeting_delay_ms;
+		if (delay > 0) {
+			c->sess.state = SMTP_ST_GREET;
+			conn_set_timeout_ms(c, delay);
+		} else {
+			session_greet(c);
+		}
+		return 0;
+	}
+	case SMTP_EV_DATAIN:
+		return session_datain(c, p, n);
+	case SMTP_EV_COMMITTED:
+		session_committed(c, status);
+		return 0;
+	case SMTP_EV_TIMEOUT:
+		session_timeout(c);
+		return 0;
+	case SMTP_EV_STOP:
+		session_stop(c);
+		return 0;
+	}
+	ASSERT(!"unknown session event");
+	return 0;
+}
+
+void
+smtp_session_free(struct smtp_session *s)
+{
+	free(s->helo);
+	free(s->arena);
+	free(s->rcpts);
+	free(s->rcpt_off);
+	free(s->rec);
+	memset(s, 0, sizeof *s);
+}

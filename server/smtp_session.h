@@ -1,0 +1,81 @@
+/*
+ * smtp_session — the inbound ESMTP state machine (RFC 5321, 1870, 2920, 3030, 6152, 6531).
+ *
+ * A session consumes events from its connection (conn.c) in one switch: CONNECTED, DATAIN,
+ * COMMITTED, TIMEOUT, STOP. It parses commands with smtp_parse (pure, in place), scans DATA
+ * with smtp_data, builds the spool record in one buffer as bytes arrive, queues replies on
+ * the connection (all replies of a pipelined batch leave in one send) and hands finished
+ * messages to the shard for group commit. It stops reading while a message waits for its
+ * fdatasync, so the 250 and every later reply keep their order.
+ *
+ * Limits: every client-grown resource is bounded by the config: line length, recipients,
+ * message size, errors, time per phase and per session (DESIGN.md invariant 6).
+ */
+#ifndef RINGMX_SMTP_SESSION_H
+#define RINGMX_SMTP_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "queue/spool_record.h"
+#include "server/smtp_data.h"
+
+struct conn;
+
+enum smtp_state {
+	SMTP_ST_GREET = 0, /* waiting out greeting_delay_ms; any input is an early talker */
+	SMTP_ST_INIT,      /* greeted, no HELO/EHLO yet */
+	SMTP_ST_READY,     /* HELO/EHLO done, no transaction */
+	SMTP_ST_MAIL,      /* MAIL accepted, no recipient yet */
+	SMTP_ST_RCPT,      /* at least one recipient */
+	SMTP_ST_DATA,      /* reading DATA up to CRLF.CRLF */
+	SMTP_ST_BDAT,      /* reading a BDAT chunk's counted bytes */
+	SMTP_ST_COMMIT,    /* message handed to the spool, waiting for its fdatasync */
+	SMTP_ST_CLOSING,   /* final reply queued; no more input is read */
+};
+
+enum smtp_event {
+	SMTP_EV_CONNECTED, /* a fresh connection: greet, or wait out the greeting delay */
+	SMTP_EV_DATAIN,    /* bytes from the client */
+	SMTP_EV_COMMITTED, /* the spool settled our message: status 0 or -errno */
+	SMTP_EV_TIMEOUT,   /* the connection's deadline passed */
+	SMTP_EV_STOP,      /* graceful shutdown: finish the transaction, then 421 */
+};
+
+struct smtp_session {
+	enum smtp_state state;
+	uint8_t esmtp : 1, smtputf8 : 1, body8 : 1, bdat_used : 1, too_big : 1, bad_txn : 1,
+		stop_requested : 1, skip_line : 1;
+	uint8_t bdat_last : 1, bdat_discard : 1;
+	uint8_t bdat_prev_state; /* the state a discarded chunk's BDAT came in */
+	uint64_t msg_size;       /* bytes stored, Received: included */
+	uint32_t nrcpt;
+	uint32_t errors;
+	uint64_t qid;
+	uint64_t size_declared;
+	uint64_t bdat_left;
+	char *helo;
+	/* the transaction: sender and recipients in one arena (reused across transactions) */
+	char *arena;
+	uint32_t arena_len, arena_cap;
+	uint32_t from_off, from_len;
+	struct spool_str *rcpts; /* point into arena; fixed up before the record is begun */
+	uint32_t *rcpt_off;
+	uint32_t rcpt_cap;
+	/* the spool record being built: header, envelope, Received:, then the message */
+	char *rec;
+	size_t rec_len, rec_cap, msg_off, body_off;
+	struct smtp_data_scan scan;
+	/* per connection counters, logged at disconnect */
+	uint32_t n_cmds, n_accepted, n_rejected;
+	uint64_t bytes_in;
+};
+
+/* Returns the number of input bytes consumed (DATAIN); other events return 0. */
+size_t smtp_session_event(struct conn *c, enum smtp_event ev, const char *p, size_t n,
+			  int status);
+
+/* Frees what the session holds (the connection is going away). */
+void smtp_session_free(struct smtp_session *s);
+
+#endif
