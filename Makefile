@@ -1,8 +1,9 @@
 # ringmx — plain GNU make. `make run` and `make test` do all set-up (see README.md).
 CC      ?= cc
-OPT     ?= -O2
-CFLAGS  ?= $(OPT) -g
-CFLAGS  += -std=c11 -Wall -Wextra -Werror -Wshadow -D_GNU_SOURCE -pthread -I.
+CFLAGS  ?= -O2 -g
+# The flags every build keeps, whatever CFLAGS the caller gives (check-asan gives its own).
+BASE_CFLAGS := -std=c11 -Wall -Wextra -Werror -Wshadow -D_GNU_SOURCE -pthread -I.
+ALL_CFLAGS = $(CFLAGS) $(BASE_CFLAGS)
 JEMALLOC ?= -ljemalloc
 LDLIBS  += -luring -linih $(JEMALLOC) -lcrypto -pthread
 BUILD   ?= build
@@ -27,7 +28,7 @@ all: $(PROGS)
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libserver.a: $(call obj,$(server_SRC))
 $(BUILD)/libqueue.a:  $(call obj,$(queue_SRC))
@@ -45,10 +46,10 @@ $(BIN)/ringmx-bench: $(BUILD)/bench/bench_main.o $(LIBS)
 $(BIN)/ringmx-sink:  $(BUILD)/bench/sink_main.o $(LIBS)
 $(PROGS):
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS) -o $@ $< $(LINK_LIBS) $(LDFLAGS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LINK_LIBS) $(LDFLAGS) $(LDLIBS)
 
 $(BUILD)/test-unit: $(call obj,$(UNIT_SRC)) $(LIBS)
-	$(CC) $(CFLAGS) -o $@ $(call obj,$(UNIT_SRC)) $(LINK_LIBS) $(LDFLAGS) $(LDLIBS) -lcriterion
+	$(CC) $(ALL_CFLAGS) -o $@ $(call obj,$(UNIT_SRC)) $(LINK_LIBS) $(LDFLAGS) $(LDLIBS) -lcriterion
 
 deps:
 	@scripts/install-deps.sh

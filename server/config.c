@@ -43,9 +43,9 @@
 #define CONFIG_GREETING_DELAY_MAX_MS 60000
 #define CONFIG_SEGMENT_SIZE_MIN ((uint64_t)1 << 20)
 #define CONFIG_SEGMENT_SIZE_MAX ((uint64_t)1 << 30)
-#define CONFIG_DOMAIN_MAX 253   /* RFC 1035 3.1: 255 octets on the wire, 253 as text */
-#define CONFIG_LABEL_MAX 63     /* RFC 1035 2.3.4 */
-#define CONFIG_ADDRESS_MAX 254  /* RFC 5321 4.5.3.1.3: a path is 256 octets with its <> */
+#define CONFIG_DOMAIN_MAX 253  /* RFC 1035 3.1: 255 octets on the wire, 253 as text */
+#define CONFIG_LABEL_MAX 63    /* RFC 1035 2.3.4 */
+#define CONFIG_ADDRESS_MAX 254 /* RFC 5321 4.5.3.1.3: a path is 256 octets with its <> */
 #define CONFIG_RECIPIENTS_MAX 16777216
 #define CONFIG_STRSET_STR_MAX 255
 
@@ -62,25 +62,25 @@ _Static_assert(CONFIG_ADDRESS_MAX <= CONFIG_STRSET_STR_MAX, "strset string bound
 #define LIST_SEPARATORS " \t,"
 
 const char config_default_text[] =
-	"# ringmx: the embedded default configuration, used when ringmx is started without -c FILE.\n"
-	"# It is made for trying ringmx out: SMTP on 127.0.0.1:2525, mail for localhost accepted,\n"
-	"# relaying for this machine only, the spool under ./var/spool (relative to the working\n"
-	"# directory). Every key, its default and its unit are in docs/config.md.\n"
-	"\n"
-	"[server]\n"
-	"listen = 127.0.0.1:2525\n"
-	"# hostname is left unset, so it is this machine's name (gethostname()); on a real MX,\n"
-	"# set it to the name the MX record points to:\n"
-	"# hostname = mx.example.com\n"
-	"\n"
-	"[spool]\n"
-	"dir = ./var/spool\n"
-	"# no 250 before the message is on disk (fdatasync); \"no\" is for benchmarks only\n"
-	"fsync = yes\n"
-	"\n"
-	"[accept]\n"
-	"domains = localhost\n"
-	"relay_networks = 127.0.0.0/8 ::1/128\n";
+    "# ringmx: the embedded default configuration, used when ringmx is started without -c FILE.\n"
+    "# It is made for trying ringmx out: SMTP on 127.0.0.1:2525, mail for localhost accepted,\n"
+    "# relaying for this machine only, the spool under ./var/spool (relative to the working\n"
+    "# directory). Every key, its default and its unit are in docs/config.md.\n"
+    "\n"
+    "[server]\n"
+    "listen = 127.0.0.1:2525\n"
+    "# hostname is left unset, so it is this machine's name (gethostname()); on a real MX,\n"
+    "# set it to the name the MX record points to:\n"
+    "# hostname = mx.example.com\n"
+    "\n"
+    "[spool]\n"
+    "dir = ./var/spool\n"
+    "# no 250 before the message is on disk (fdatasync); \"no\" is for benchmarks only\n"
+    "fsync = yes\n"
+    "\n"
+    "[accept]\n"
+    "domains = localhost\n"
+    "relay_networks = 127.0.0.0/8 ::1/128\n";
 
 /* ---- Case-insensitive string set ---------------------------------------------------------- */
 
@@ -285,11 +285,11 @@ enum key_id {
 
 struct load {
 	struct config *cfg;
-	const char *name;         /* the config's name in messages */
-	const char *pos;          /* reader: the text not read yet */
+	const char *name; /* the config's name in messages */
+	const char *pos;  /* reader: the text not read yet */
 	size_t left;
-	int lineno;               /* reader: the line inih is working on */
-	int key_line[K_COUNT];    /* the line each key was set on; 0 while unset */
+	int lineno;	       /* reader: the line inih is working on */
+	int key_line[K_COUNT]; /* the line each key was set on; 0 while unset */
 	bool failed;
 	char msg[CONFIG_MSG_MAX]; /* the first error, whole: "FILE:LINE: what" */
 };
@@ -298,8 +298,8 @@ struct key;
 typedef int (*key_parse_fn)(struct load *ld, const struct key *k, const char *value);
 
 struct suffixes {
-	const char *what;   /* what a value is, for "expected ..." */
-	const char *chars;  /* the suffix letters, each with its multiplier below */
+	const char *what;  /* what a value is, for "expected ..." */
+	const char *chars; /* the suffix letters, each with its multiplier below */
 	uint64_t mult[8];
 };
 
@@ -307,23 +307,25 @@ struct key {
 	const char *section;
 	const char *name;
 	key_parse_fn parse;
-	size_t offset;             /* of the field in struct config */
-	uint64_t min, max;         /* numeric keys */
+	size_t offset;		    /* of the field in struct config */
+	uint64_t min, max;	    /* numeric keys */
 	const struct suffixes *sfx; /* numeric keys: allowed unit suffixes */
 };
 
 static const struct key keys[K_COUNT];
 
-/* Writes s (len bytes) double-quoted for a message: bytes outside printable ASCII as \xHH, and
- * at most QUOTE_MAX of them, so an error stays one readable line whatever the input. */
+/* Writes s (len bytes) for a message, double-quoted when asked: bytes outside printable ASCII
+ * as \xHH, and at most QUOTE_MAX of them, so an error stays one readable line whatever the
+ * input. Returns buf. */
 #define QUOTE_MAX 64
 #define QUOTE_BUF (QUOTE_MAX * 4 + 8)
 static const char *
-quote(char *buf, const char *s, size_t len)
+quote(char *buf, const char *s, size_t len, bool quotes)
 {
 	size_t o = 0;
 
-	buf[o++] = '"';
+	if (quotes)
+		buf[o++] = '"';
 	for (size_t i = 0; i < len && i < QUOTE_MAX; i++) {
 		unsigned char c = (unsigned char)s[i];
 
@@ -336,11 +338,13 @@ quote(char *buf, const char *s, size_t len)
 		memcpy(buf + o, "...", 3);
 		o += 3;
 	}
-	buf[o++] = '"';
+	if (quotes)
+		buf[o++] = '"';
 	buf[o] = '\0';
 	return buf;
 }
-#define QN(s, n) quote((char[QUOTE_BUF]){0}, (s), (n))
+#define QN(s, n) quote((char[QUOTE_BUF]){0}, (s), (n), true)
+#define EN(s, n) quote((char[QUOTE_BUF]){0}, (s), (n), false)
 #define Q(s) QN((s), strlen(s))
 
 static int __attribute__((format(printf, 4, 0)))
@@ -395,16 +399,16 @@ key_field(struct load *ld, const struct key *k)
 
 /* ---- Values ------------------------------------------------------------------------------- */
 
-static const struct suffixes no_suffixes = { "integer", "", { 0 } };
+static const struct suffixes no_suffixes = {"integer", "", {0}};
 static const struct suffixes size_suffixes = {
-	"size in bytes (like 26214400, 512K, 25M, 1G)",
-	"kKmMgG",
-	{ 1u << 10, 1u << 10, 1u << 20, 1u << 20, 1u << 30, 1u << 30 },
+    "size in bytes (like 26214400, 512K, 25M, 1G)",
+    "kKmMgG",
+    {1u << 10, 1u << 10, 1u << 20, 1u << 20, 1u << 30, 1u << 30},
 };
 static const struct suffixes time_suffixes = {
-	"duration in seconds (like 300, 300s, 5m, 1h)",
-	"smh",
-	{ 1, 60, 3600 },
+    "duration in seconds (like 300, 300s, 5m, 1h)",
+    "smh",
+    {1, 60, 3600},
 };
 
 /*
@@ -526,7 +530,8 @@ key_bool(struct load *ld, const struct key *k, const char *value)
 	else if (word_is(value, "no") || word_is(value, "false") || strcmp(value, "0") == 0)
 		*field = false;
 	else
-		return key_fail(ld, k, "expected yes or no (or true, false, 1, 0), got %s", Q(value));
+		return key_fail(ld, k, "expected yes or no (or true, false, 1, 0), got %s",
+				Q(value));
 	return 0;
 }
 
@@ -545,9 +550,9 @@ key_bare_newline(struct load *ld, const struct key *k, const char *value)
 static int
 key_log_level(struct load *ld, const struct key *k, const char *value)
 {
-	static const char *const names[] = { "debug", "info", "warn", "error" };
-	static const enum config_log_level levels[] = { CONFIG_LOG_DEBUG, CONFIG_LOG_INFO,
-							 CONFIG_LOG_WARN, CONFIG_LOG_ERROR };
+	static const char *const names[] = {"debug", "info", "warn", "error"};
+	static const enum config_log_level levels[] = {CONFIG_LOG_DEBUG, CONFIG_LOG_INFO,
+						       CONFIG_LOG_WARN, CONFIG_LOG_ERROR};
 
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
 		if (word_is(value, names[i])) {
@@ -731,12 +736,14 @@ key_listen(struct load *ld, const struct key *k, const char *value)
 		char text[sizeof l.text];
 
 		if (!item_copy(text, sizeof text, item, len) || config_listen_parse(text, &l) < 0)
-			return key_fail(ld, k, "%s is not addr:port (like 127.0.0.1:25, [::1]:25 or "
-					"*:25)", QN(item, len));
+			return key_fail(ld, k,
+					"%s is not addr:port (like 127.0.0.1:25, [::1]:25 or "
+					"*:25)",
+					QN(item, len));
 		for (unsigned i = 0; i < cfg->nlisten; i++) {
 			if (listen_same(&cfg->listen[i], &l))
-				return key_fail(ld, k, "%s is the same address as %s",
-						Q(l.text), Q(cfg->listen[i].text));
+				return key_fail(ld, k, "%s is the same address as %s", Q(l.text),
+						Q(cfg->listen[i].text));
 		}
 		if (cfg->nlisten == CONFIG_LISTEN_MAX)
 			return key_fail(ld, k, "more than %d addresses", CONFIG_LISTEN_MAX);
@@ -863,8 +870,10 @@ relay_networks_set(struct load *ld, const struct key *k, const char *value)
 		struct config_cidr *c = &cfg->relay_networks[cfg->nrelay_networks];
 
 		if (!item_copy(text, sizeof text, item, len) || config_cidr_parse(text, c) < 0)
-			return key_fail(ld, k, "%s is not an address or network (like 10.0.0.0/8 or "
-					"2001:db8::/32)", QN(item, len));
+			return key_fail(ld, k,
+					"%s is not an address or network (like 10.0.0.0/8 or "
+					"2001:db8::/32)",
+					QN(item, len));
 		cfg->nrelay_networks++;
 	}
 	return 0;
@@ -892,47 +901,46 @@ key_domains(struct load *ld, const struct key *k, const char *value)
 
 #define F(field) offsetof(struct config, field)
 static const struct key keys[K_COUNT] = {
-	[K_LISTEN] = { "server", "listen", key_listen, 0, 0, 0, NULL },
-	[K_HOSTNAME] = { "server", "hostname", key_hostname, 0, 0, 0, NULL },
-	[K_SHARDS] = { "server", "shards", key_unsigned, F(shards), 0, CONFIG_SHARDS_MAX, NULL },
-	[K_MAX_CONNECTIONS] = { "server", "max_connections", key_unsigned, F(max_connections), 1,
-				CONFIG_CONNECTIONS_MAX, NULL },
-	[K_MAX_CONNECTIONS_PER_IP] = { "server", "max_connections_per_ip", key_unsigned,
-				       F(max_connections_per_ip), 0, CONFIG_CONNECTIONS_MAX, NULL },
-	[K_MAX_MESSAGE_SIZE] = { "server", "max_message_size", key_u64, F(max_message_size),
-				 CONFIG_MESSAGE_SIZE_MIN, CONFIG_MESSAGE_SIZE_MAX, &size_suffixes },
-	[K_MAX_RECIPIENTS] = { "server", "max_recipients", key_unsigned, F(max_recipients), 1,
-			       SPOOL_RCPT_MAX, NULL },
-	[K_MAX_LINE_LENGTH] = { "server", "max_line_length", key_unsigned, F(max_line_length),
-				CONFIG_LINE_LENGTH_MIN, CONFIG_LINE_LENGTH_MAX, NULL },
-	[K_MAX_ERRORS] = { "server", "max_errors", key_unsigned, F(max_errors), 1,
-			   CONFIG_ERRORS_MAX, NULL },
-	[K_TIMEOUT_GREETING] = { "server", "timeout_greeting", key_unsigned, F(timeout_greeting),
-				 1, CONFIG_TIMEOUT_MAX, &time_suffixes },
-	[K_TIMEOUT_COMMAND] = { "server", "timeout_command", key_unsigned, F(timeout_command), 1,
-				CONFIG_TIMEOUT_MAX, &time_suffixes },
-	[K_TIMEOUT_DATA] = { "server", "timeout_data", key_unsigned, F(timeout_data), 1,
-			     CONFIG_TIMEOUT_MAX, &time_suffixes },
-	[K_TIMEOUT_SESSION] = { "server", "timeout_session", key_unsigned, F(timeout_session), 1,
-				CONFIG_TIMEOUT_MAX, &time_suffixes },
-	[K_GREETING_DELAY_MS] = { "server", "greeting_delay_ms", key_unsigned,
-				  F(greeting_delay_ms), 0, CONFIG_GREETING_DELAY_MAX_MS, NULL },
-	[K_SHUTDOWN_TIMEOUT] = { "server", "shutdown_timeout", key_unsigned, F(shutdown_timeout),
-				 0, CONFIG_TIMEOUT_MAX, &time_suffixes },
-	[K_BARE_NEWLINE] = { "server", "bare_newline", key_bare_newline, 0, 0, 0, NULL },
-	[K_LOG_LEVEL] = { "server", "log_level", key_log_level, 0, 0, 0, NULL },
-	[K_SPOOL_DIR] = { "spool", "dir", key_path, F(spool_dir), 0, 0, NULL },
-	[K_FSYNC] = { "spool", "fsync", key_bool, F(fsync), 0, 0, NULL },
-	[K_SEGMENT_SIZE] = { "spool", "segment_size", key_u64, F(segment_size),
-			     CONFIG_SEGMENT_SIZE_MIN, CONFIG_SEGMENT_SIZE_MAX, &size_suffixes },
-	[K_DOMAINS] = { "accept", "domains", key_domains, 0, 0, 0, NULL },
-	[K_RELAY_NETWORKS] = { "accept", "relay_networks", relay_networks_set, 0, 0, 0, NULL },
-	[K_RECIPIENTS] = { "accept", "recipients", key_recipients, F(recipients_path), 0, 0,
-			   NULL },
+    [K_LISTEN] = {"server", "listen", key_listen, 0, 0, 0, NULL},
+    [K_HOSTNAME] = {"server", "hostname", key_hostname, 0, 0, 0, NULL},
+    [K_SHARDS] = {"server", "shards", key_unsigned, F(shards), 0, CONFIG_SHARDS_MAX, NULL},
+    [K_MAX_CONNECTIONS] = {"server", "max_connections", key_unsigned, F(max_connections), 1,
+			   CONFIG_CONNECTIONS_MAX, NULL},
+    [K_MAX_CONNECTIONS_PER_IP] = {"server", "max_connections_per_ip", key_unsigned,
+				  F(max_connections_per_ip), 0, CONFIG_CONNECTIONS_MAX, NULL},
+    [K_MAX_MESSAGE_SIZE] = {"server", "max_message_size", key_u64, F(max_message_size),
+			    CONFIG_MESSAGE_SIZE_MIN, CONFIG_MESSAGE_SIZE_MAX, &size_suffixes},
+    [K_MAX_RECIPIENTS] = {"server", "max_recipients", key_unsigned, F(max_recipients), 1,
+			  SPOOL_RCPT_MAX, NULL},
+    [K_MAX_LINE_LENGTH] = {"server", "max_line_length", key_unsigned, F(max_line_length),
+			   CONFIG_LINE_LENGTH_MIN, CONFIG_LINE_LENGTH_MAX, NULL},
+    [K_MAX_ERRORS] = {"server", "max_errors", key_unsigned, F(max_errors), 1, CONFIG_ERRORS_MAX,
+		      NULL},
+    [K_TIMEOUT_GREETING] = {"server", "timeout_greeting", key_unsigned, F(timeout_greeting), 1,
+			    CONFIG_TIMEOUT_MAX, &time_suffixes},
+    [K_TIMEOUT_COMMAND] = {"server", "timeout_command", key_unsigned, F(timeout_command), 1,
+			   CONFIG_TIMEOUT_MAX, &time_suffixes},
+    [K_TIMEOUT_DATA] = {"server", "timeout_data", key_unsigned, F(timeout_data), 1,
+			CONFIG_TIMEOUT_MAX, &time_suffixes},
+    [K_TIMEOUT_SESSION] = {"server", "timeout_session", key_unsigned, F(timeout_session), 1,
+			   CONFIG_TIMEOUT_MAX, &time_suffixes},
+    [K_GREETING_DELAY_MS] = {"server", "greeting_delay_ms", key_unsigned, F(greeting_delay_ms), 0,
+			     CONFIG_GREETING_DELAY_MAX_MS, NULL},
+    [K_SHUTDOWN_TIMEOUT] = {"server", "shutdown_timeout", key_unsigned, F(shutdown_timeout), 0,
+			    CONFIG_TIMEOUT_MAX, &time_suffixes},
+    [K_BARE_NEWLINE] = {"server", "bare_newline", key_bare_newline, 0, 0, 0, NULL},
+    [K_LOG_LEVEL] = {"server", "log_level", key_log_level, 0, 0, 0, NULL},
+    [K_SPOOL_DIR] = {"spool", "dir", key_path, F(spool_dir), 0, 0, NULL},
+    [K_FSYNC] = {"spool", "fsync", key_bool, F(fsync), 0, 0, NULL},
+    [K_SEGMENT_SIZE] = {"spool", "segment_size", key_u64, F(segment_size), CONFIG_SEGMENT_SIZE_MIN,
+			CONFIG_SEGMENT_SIZE_MAX, &size_suffixes},
+    [K_DOMAINS] = {"accept", "domains", key_domains, 0, 0, 0, NULL},
+    [K_RELAY_NETWORKS] = {"accept", "relay_networks", relay_networks_set, 0, 0, 0, NULL},
+    [K_RECIPIENTS] = {"accept", "recipients", key_recipients, F(recipients_path), 0, 0, NULL},
 };
 #undef F
 
-static const char *const sections[] = { "server", "spool", "accept" };
+static const char *const sections[] = {"server", "spool", "accept"};
 
 static bool
 section_is_known(const char *name, size_t len)
@@ -995,7 +1003,8 @@ check_section_line(struct load *ld, const char *line)
 		return;
 	close = strchr(p, ']');
 	if (close && !section_is_known(p + 1, (size_t)(close - p - 1)))
-		load_fail(ld, ld->lineno, "unknown section [%s]", QN(p + 1, (size_t)(close - p - 1)));
+		load_fail(ld, ld->lineno, "unknown section [%s]",
+			  EN(p + 1, (size_t)(close - p - 1)));
 }
 
 /* inih's line reader (fgets-like): hands out one line, counting them. Returns NULL at the end
@@ -1096,11 +1105,15 @@ default_hostname(struct load *ld)
 	char name[CONFIG_HOSTNAME_MAX + 2] = "";
 
 	if (gethostname(name, sizeof name - 1) < 0)
-		return load_fail(ld, 0, "[server] hostname is not set and gethostname() failed: "
-				 "%s", strerror(errno));
+		return load_fail(ld, 0,
+				 "[server] hostname is not set and gethostname() failed: "
+				 "%s",
+				 strerror(errno));
 	if (!is_domain_name(name, strlen(name)))
-		return load_fail(ld, 0, "[server] hostname is not set and this machine's name %s "
-				 "is not a valid host name; set it", Q(name));
+		return load_fail(ld, 0,
+				 "[server] hostname is not set and this machine's name %s "
+				 "is not a valid host name; set it",
+				 Q(name));
 	strcpy(ld->cfg->hostname, name);
 	return 0;
 }
@@ -1140,8 +1153,7 @@ pair_fail(struct load *ld, enum key_id a, enum key_id b, const char *fmt, ...)
 static int
 config_check(struct load *ld)
 {
-	static const enum key_id steps[] = { K_TIMEOUT_GREETING, K_TIMEOUT_COMMAND,
-					     K_TIMEOUT_DATA };
+	static const enum key_id steps[] = {K_TIMEOUT_GREETING, K_TIMEOUT_COMMAND, K_TIMEOUT_DATA};
 	const struct config *cfg = ld->cfg;
 
 	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
@@ -1272,7 +1284,7 @@ err_write(char *err, size_t err_len, const char *msg)
 struct config *
 config_load_string(const char *text, const char *name, char *err, size_t err_len)
 {
-	struct load ld = { 0 };
+	struct load ld = {0};
 	int rc;
 
 	ld.name = name ? name : "(string)";
@@ -1442,18 +1454,16 @@ listen_lists_equal(const struct config *a, const struct config *b)
 }
 
 unsigned
-config_restart_changes(const struct config *old, const struct config *next, char *buf,
-		       size_t len)
+config_restart_changes(const struct config *old, const struct config *next, char *buf, size_t len)
 {
 	const bool changed[] = {
-		!listen_lists_equal(old, next),
-		old->shards != next->shards,
-		strcmp(old->spool_dir, next->spool_dir) != 0,
-		old->segment_size != next->segment_size,
-		old->fsync != next->fsync,
+	    !listen_lists_equal(old, next),
+	    old->shards != next->shards,
+	    strcmp(old->spool_dir, next->spool_dir) != 0,
+	    old->segment_size != next->segment_size,
+	    old->fsync != next->fsync,
 	};
-	static const enum key_id ids[] = { K_LISTEN, K_SHARDS, K_SPOOL_DIR, K_SEGMENT_SIZE,
-					   K_FSYNC };
+	static const enum key_id ids[] = {K_LISTEN, K_SHARDS, K_SPOOL_DIR, K_SEGMENT_SIZE, K_FSYNC};
 	unsigned n = 0;
 	size_t used = 0;
 

@@ -14,11 +14,12 @@
  * the CR of a line-start ".\r" (it vanishes if an LF follows). Output per call is therefore at
  * most len + 1 <= len + SMTP_DATA_HOLD_MAX bytes.
  */
-#include "smtp_data.h"
+#include "server/smtp_data.h"
 
-#include <assert.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "server/assert.h"
 
 enum data_state {
 	DATA_BOL = 0, /* at a line start: start of DATA or just after CRLF */
@@ -163,7 +164,7 @@ data_edge(const char **p, char **o, uint32_t *state, uint32_t *flags)
 	case DATA_MID:
 		break;
 	default:
-		assert(!"smtp_data_scan state out of range");
+		ASSERT(!"smtp_data_scan state out of range");
 	}
 	*state = DATA_MID;
 	return true;
@@ -172,7 +173,7 @@ data_edge(const char **p, char **o, uint32_t *state, uint32_t *flags)
 void
 smtp_data_scan_init(struct smtp_data_scan *scan)
 {
-	assert(scan != NULL);
+	ASSERT(scan != NULL);
 	memset(scan, 0, sizeof(*scan));
 	scan->state = DATA_BOL;
 }
@@ -185,10 +186,10 @@ smtp_data_scan_feed(struct smtp_data_scan *scan, const char *in, size_t len, cha
 	char *o = out;
 	uint32_t state = scan->state, flags = 0;
 
-	assert(scan != NULL && out_len != NULL && (in != NULL || len == 0) && out != NULL);
-	assert(state < DATA_DONE || scan->done);
+	ASSERT(scan != NULL && out_len != NULL && (in != NULL || len == 0) && out != NULL);
+	ASSERT(state < DATA_DONE || scan->done);
 	/* out must not overlap in: a held-back CR is written before in[0] is read. */
-	assert((uintptr_t)out + len + SMTP_DATA_HOLD_MAX <= (uintptr_t)in ||
+	ASSERT((uintptr_t)out + len + SMTP_DATA_HOLD_MAX <= (uintptr_t)in ||
 	       (uintptr_t)in + len <= (uintptr_t)out || len == 0);
 	if (scan->done)
 		return 0;
@@ -196,7 +197,7 @@ smtp_data_scan_feed(struct smtp_data_scan *scan, const char *in, size_t len, cha
 		if (data_edge(&p, &o, &state, &flags))
 			p = data_line(p, end, &o, &state, &flags);
 	}
-	assert((size_t)(o - out) <= (size_t)(p - in) + 1);
+	ASSERT((size_t)(o - out) <= (size_t)(p - in) + 1);
 	scan->state = state;
 	scan->done = state == DATA_DONE;
 	scan->flags |= flags;

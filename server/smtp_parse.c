@@ -7,12 +7,13 @@
  * "FROM:", TAB as a blank) and strict where laxness is dangerous (line ends, control bytes,
  * the <path> grammar).
  */
-#include "smtp_parse.h"
+#include "server/smtp_parse.h"
 
 #include <arpa/inet.h>
-#include <assert.h>
 #include <limits.h>
 #include <string.h>
+
+#include "server/assert.h"
 
 /* RFC 5321 4.5.3.1.3: a reverse-path or forward-path is at most 256 octets, "<" ">" included. */
 #define SMTP_PATH_MAX_OCTETS 256
@@ -111,14 +112,14 @@ skip_blanks(const char *p, const char *end)
 static inline struct smtp_slice
 slice_of(const char *from, const char *to)
 {
-	assert(from <= to);
+	ASSERT(from <= to);
 	return (struct smtp_slice){from, (size_t)(to - from)};
 }
 
 static void
 cmd_bad(struct smtp_cmd *cmd, enum smtp_parse_error error)
 {
-	assert(cmd->verb != SMTP_VERB_BAD && error != SMTP_ERR_NONE);
+	ASSERT(cmd->verb != SMTP_VERB_BAD && error != SMTP_ERR_NONE);
 	cmd->bad_verb = cmd->verb;
 	cmd->verb = SMTP_VERB_BAD;
 	cmd->error = error;
@@ -422,7 +423,7 @@ parse_args(struct smtp_cmd *cmd)
 	case SMTP_VERB_UNKNOWN:
 		break;
 	default:
-		assert(!"verb_lookup returned an impossible verb");
+		ASSERT(!"verb_lookup returned an impossible verb");
 	}
 }
 
@@ -432,8 +433,8 @@ smtp_parse_command(const char *buf, size_t len, size_t max_line, struct smtp_cmd
 	size_t window = len < max_line ? len : max_line;
 	const char *lf, *end;
 
-	assert(cmd != NULL && (buf != NULL || len == 0));
-	assert(max_line >= 2 && max_line <= (size_t)LONG_MAX);
+	ASSERT(cmd != NULL && (buf != NULL || len == 0));
+	ASSERT(max_line >= 2 && max_line <= (size_t)LONG_MAX);
 	lf = window ? memchr(buf, '\n', window) : NULL;
 	if (lf == NULL)
 		return len >= max_line ? SMTP_PARSE_TOO_LONG : 0;
@@ -456,7 +457,7 @@ smtp_param_next(struct smtp_slice params, size_t *pos, struct smtp_param *out)
 {
 	const char *p, *end, *key, *value;
 
-	assert(pos != NULL && out != NULL && *pos <= params.len);
+	ASSERT(pos != NULL && out != NULL && *pos <= params.len);
 	if (params.len == 0)
 		return 0;
 	end = params.p + params.len;
@@ -500,7 +501,7 @@ smtp_path_domain(struct smtp_slice path, struct smtp_slice *local, struct smtp_s
 {
 	const char *p = path.p, *end = p + path.len, *from = p, *at;
 
-	assert(local != NULL && domain != NULL);
+	ASSERT(local != NULL && domain != NULL);
 	*local = path;
 	*domain = (struct smtp_slice){NULL, 0};
 	if (path.len == 0)

@@ -1,0 +1,1473 @@
+/*
+ * bench_client — the io_uring SMTP client engine of ringmx-bench; see bench_client.h.
+ *
+ * Every connection always has one receive in flight while its socket is open, and at most
+ * one send: a send carries a whole pipelined group (MAIL, RCPT..., DATA or BDAT + message),
+ * or one command in lock-step. Replies are parsed in place in the connection's receive
+ * buffer and drive a small state machine, one handler per state. Nothing is allocated after
+ * bench_client_new(); connection slots are reused with a new generation on reconnect.
+ */
+#include "bench/bench_client.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/assert.h"
+
+#define REPLY_LINE_MAX 1000          /* RFC 5321 4.5.3.1.5 says 512; be lenient */
+#define SWEEP_INTERVAL_NS 100000000u /* timeouts and reconnects are checked this often */
+#define BACKOFF_BASE_NS 50000000u    /* first reconnect delay after a failed attempt */
+#define SQ_ENTRIES_MAX 32768u
+#define CQ_ENTRIES_MAX (1u << 19)
+#define MSG_LINE_BYTES 76 /* RFC 5322 2.1.1 recommends 78 at most */
+
+enum conn_state {
+	CONN_DOWN,       /* no socket; reconnect at retry_ns */
+	CONN_CONNECTING, /* connect in flight */
+	CONN_GREETING,   /* waiting for 220 */
+	CONN_EHLO,
+	CONN_HELO,       /* EHLO was refused; trying HELO */
+	CONN_READY,      /* session up, no transaction (open loop: maybe on the idle stack) */
+	CONN_MAIL,       /* lock-step: waiting for the MAIL reply */
+	CONN_RCPT,       /* lock-step: waiting for RCPT reply number rcpt_i */
+	CONN_DATA,       /* lock-step: waiting for 354 */
+	CONN_PIPE,       /* pipelined: waiting for the replies to MAIL, RCPT..., DATA/BDAT */
+	CONN_FINAL,      /* message sent: waiting for the final reply */
+	CONN_DRAIN,      /* sent a lone "." after a 354 with no recipient; waiting for its reply */
+	CONN_RSET,       /* transaction failed after MAIL was accepted; waiting for RSET's 250 */
+	CONN_QUIT,       /* waiting for 221 */
+	CONN_CLOSING,    /* cancelling what is in flight; the socket closes when nothing is */
+	CONN_DONE,       /* no more work for this slot, or it gave up */
+};
+
+enum conn_op { OP_CONNECT = 1, OP_RECV, OP_SEND, OP_CANCEL };
+
+enum txn_outcome { TXN_ACCEPTED, TXN_REJECTED, TXN_ERRORED };
+
+enum conn_fail_kind { FAIL_IO, FAIL_TIMEOUT, FAIL_PROTOCOL, FAIL_SESSION };
+
+#define STAMP_START 1u
+#define STAMP_EOD 2u
+
+struct conn {
+	int fd;
+	uint32_t slot;
+	uint32_t gen; /* bumped on every connect; completions of an older one are dropped */
+	enum conn_state state;
+	unsigned ops; /* bit (1 << enum conn_op) for each operation in flight */
+	unsigned stamp; /* STAMP_* to take at the next submit */
+	unsigned fail_streak; /* failed connection attempts in a row */
+	unsigned idle_pos;    /* index in client->idle, or UINT32_MAX */
+	bool cap_size, pipelining, chunking;
+	bool reconnect; /* after closing: connect again if there is work */
+	bool in_txn, measured, mail_ok;
+	unsigned rcpt_i, rcpt_ok, pipe_i;
+	int rcpt_code; /* first refused RCPT's code */
+	int rset_code; /* the rejection reported once RSET is answered */
+	uint64_t msgs_on_conn;
+	uint64_t seq;
+	uint64_t t_start_ns, t_eod_ns, deadline_ns, retry_ns;
+	const struct bench_msg *msg;
+	struct msghdr mh;
+	struct iovec iov[2];
+	char *cbuf; /* commands of the current write */
+	char *rbuf; /* received bytes not yet parsed */
+	size_t rlen;
+};
+
+struct bench_client {
+	struct bench_plan *plan;
+	const struct bench_opts *o;
+	unsigned index;
+	struct io_uring ring;
+	bool ring_ok;
+	struct conn *conns;
+	unsigned nconns;
+	unsigned finished; /* slots in CONN_DONE */
+	char *bufmem;
+	size_t cbuf_size;
+	uint32_t *idle; /* open loop: READY connections waiting for an arrival */
+	unsigned nidle;
+	uint32_t *stamps; /* connections with a STAMP_* pending */
+	unsigned nstamps;
+	uint64_t quota, started_measured, local_seq;
+	double rate; /* this thread's arrivals per second; 0 = closed loop */
+	uint64_t arr_t0_ns, arr_k;
+	bool arr_started;
+	uint64_t now_ns, warmup_end_ns, end_ns, next_sweep_ns;
+	uint64_t rng;
+	struct bench_stats st;
+	struct hist *eod, *txn;
+	_Atomic uint64_t pub_sent, pub_accepted, pub_rejected, pub_errored;
+};
+
+static void conn_connect(struct bench_client *c, struct conn *k);
+static void conn_fail(struct bench_client *c, struct conn *k, enum conn_fail_kind kind, int err);
+static void conn_close(struct bench_client *c, struct conn *k, bool reconnect);
+static void conn_next(struct bench_client *c, struct conn *k);
+
+uint64_t
+bench_client_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- messages ------------------------------------------------------------------------- */
+
+/* RFC 5322 3.3 date in UTC without locale-dependent names. */
+static size_t
+msg_date(char *out, size_t cap, uint64_t date_s)
+{
+	static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+	static const char mons[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	time_t t = (time_t)date_s;
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	return (size_t)snprintf(out, cap, "%s, %02d %s %04d %02d:%02d:%02d +0000",
+				days[tm.tm_wday], tm.tm_mday, mons[tm.tm_mon], tm.tm_year + 1900,
+				tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+void
+bench_client_msg_build(char *buf, size_t size, uint64_t date_s)
+{
+	static const char fill[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+	char date[64];
+	char hdr[BENCH_SIZE_MIN_BYTES];
+
+	ASSERT(size >= BENCH_SIZE_MIN_BYTES);
+	msg_date(date, sizeof(date), date_s);
+	int n = snprintf(hdr, sizeof(hdr),
+			 "From: ringmx-bench <bench@ringmx.test>\r\n"
+			 "To: <user@localhost>\r\n"
+			 "Subject: ringmx-bench %zu bytes\r\n"
+			 "Date: %s\r\n"
+			 "Message-ID: <ringmx-bench.%zu@ringmx.test>\r\n"
+			 "\r\n",
+			 size, date, size);
+	/* The headers must leave room for one body line of at least 1 byte + CRLF. */
+	ASSERT(n > 0 && (size_t)n + 3 <= size);
+	memcpy(buf, hdr, (size_t)n);
+
+	size_t off = (size_t)n, line = 0;
+
+	while (off < size) {
+		size_t left = size - off, len = left < MSG_LINE_BYTES ? left : MSG_LINE_BYTES;
+
+		/* A remainder of 1 or 2 bytes could not be a line of its own: shorten this one. */
+		if (left - len == 1 || left - len == 2)
+			len = left - 3;
+		for (size_t i = 0; i < len - 2; i++)
+			buf[off + i] = fill[(line + i) % (sizeof(fill) - 1)];
+		buf[off + len - 2] = '\r';
+		buf[off + len - 1] = '\n';
+		off += len;
+		line++;
+	}
+	ASSERT(off == size);
+	memcpy(buf + size, ".\r\n", 3);
+}
+
+int
+bench_client_plan_init(struct bench_plan *plan, const struct bench_opts *opts,
+		       const struct sockaddr *addr, socklen_t addrlen, unsigned nthreads, char *err,
+		       size_t errlen)
+{
+	uint64_t date_s = (uint64_t)time(NULL);
+	uint32_t cum = 0;
+
+	memset(plan, 0, sizeof(*plan));
+	ASSERT(addrlen <= sizeof(plan->addr) && nthreads > 0 && opts->nsizes > 0);
+	plan->opts = opts;
+	memcpy(&plan->addr, addr, addrlen);
+	plan->addrlen = addrlen;
+	plan->nthreads = nthreads;
+	plan->warmup_ns = (uint64_t)(opts->warmup_s * 1e9);
+	plan->duration_ns = (uint64_t)(opts->duration_s * 1e9);
+	plan->timeout_ns = (uint64_t)(opts->timeout_s * 1e9);
+	for (unsigned i = 0; i < opts->nsizes; i++) {
+		size_t size = opts->sizes[i].bytes;
+
+		plan->msgs[i].data = malloc(size + 3);
+		if (!plan->msgs[i].data) {
+			snprintf(err, errlen, "out of memory for a %zu-byte message", size);
+			bench_client_plan_free(plan);
+			return -ENOMEM;
+		}
+		bench_client_msg_build(plan->msgs[i].data, size, date_s);
+		plan->msgs[i].len = size;
+		cum += opts->sizes[i].weight; /* <= 16 * BENCH_WEIGHT_MAX: no overflow */
+		plan->weight_cum[i] = cum;
+	}
+	plan->weight_total = cum;
+	return 0;
+}
+
+void
+bench_client_plan_free(struct bench_plan *plan)
+{
+	for (unsigned i = 0; i < BENCH_SIZES_MAX; i++) {
+		free(plan->msgs[i].data);
+		plan->msgs[i].data = NULL;
+	}
+}
+
+/* ---- client set-up -------------------------------------------------------------------- */
+
+static unsigned
+roundup_pow2(unsigned v)
+{
+	unsigned p = 1;
+
+	while (p < v)
+		p <<= 1;
+	return p;
+}
+
+/* Commands of the largest pipelined group: MAIL (with SIZE=), R x RCPT, BDAT; or EHLO. */
+static size_t
+client_cbuf_size(const struct bench_opts *o)
+{
+	size_t mail = sizeof("MAIL FROM:<> SIZE=\r\n") + o->from_pat.max_len + BENCH_U64_DIGITS;
+	size_t rcpt = sizeof("RCPT TO:<>\r\n") + o->to_pat.max_len;
+	size_t last = sizeof("BDAT  LAST\r\n") + BENCH_U64_DIGITS;
+	size_t group = mail + (size_t)o->rcpts * rcpt + last;
+	size_t ehlo = sizeof("EHLO \r\n") + BENCH_HELO_MAX;
+
+	return group > ehlo ? group : ehlo;
+}
+
+static int
+client_ring_init(struct bench_client *c)
+{
+	/* Per connection at most a receive, a send and a cancel are in flight. */
+	unsigned want = c->nconns * 3 + 8;
+	unsigned sq = roundup_pow2(want < SQ_ENTRIES_MAX ? want : SQ_ENTRIES_MAX);
+	unsigned cq = roundup_pow2(want < CQ_ENTRIES_MAX ? want : CQ_ENTRIES_MAX);
+	static const unsigned flag_sets[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	int rc = -EINVAL;
+
+	if (cq < 2 * sq)
+		cq = 2 * sq;
+	/* Newest flags first: DEFER_TASKRUN runs completions only when we wait, in one batch. */
+	for (unsigned i = getenv("RFLAGS") ? (unsigned)atoi(getenv("RFLAGS")) : 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
+		struct io_uring_params p = {
+			.flags = flag_sets[i] | IORING_SETUP_CQSIZE,
+			.cq_entries = cq,
+		};
+
+		rc = io_uring_queue_init_params(sq, &c->ring, &p);
+		if (rc == 0) {
+			c->ring_ok = true;
+			return 0;
+		}
+	}
+	return rc;
+}
+
+struct bench_client *
+bench_client_new(struct bench_plan *plan, unsigned index, unsigned nconns, uint64_t quota,
+		 double rate, char *err, size_t errlen)
+{
+	struct bench_client *c = calloc(1, sizeof(*c));
+
+	ASSERT(nconns > 0 && index < plan->nthreads);
+	if (!c)
+		goto oom;
+	c->plan = plan;
+	c->o = plan->opts;
+	c->index = index;
+	c->nconns = nconns;
+	c->quota = quota;
+	c->rate = rate;
+	c->rng = 0x9e3779b97f4a7c15ull * (index + 1u);
+	c->cbuf_size = client_cbuf_size(c->o);
+	c->conns = calloc(nconns, sizeof(*c->conns));
+	c->idle = calloc(nconns, sizeof(*c->idle));
+	c->stamps = calloc(nconns, sizeof(*c->stamps));
+	c->bufmem = malloc((size_t)nconns * (c->cbuf_size + BENCH_CLIENT_RBUF));
+	c->eod = hist_new();
+	c->txn = hist_new();
+	if (!c->conns || !c->idle || !c->stamps || !c->bufmem || !c->eod || !c->txn)
+		goto oom;
+	for (unsigned i = 0; i < nconns; i++) {
+		struct conn *k = &c->conns[i];
+		char *mem = c->bufmem + (size_t)i * (c->cbuf_size + BENCH_CLIENT_RBUF);
+
+		k->fd = -1;
+		k->slot = i;
+		k->idle_pos = UINT32_MAX;
+		k->cbuf = mem;
+		k->rbuf = mem + c->cbuf_size;
+		k->mh.msg_iov = k->iov;
+	}
+	return c;
+oom:
+	snprintf(err, errlen, "out of memory for %u connections", nconns);
+	bench_client_free(c);
+	return NULL;
+}
+
+void
+bench_client_free(struct bench_client *c)
+{
+	if (!c)
+		return;
+	if (c->ring_ok)
+		io_uring_queue_exit(&c->ring);
+	for (unsigned i = 0; c->conns && i < c->nconns; i++)
+		if (c->conns[i].fd >= 0)
+			close(c->conns[i].fd);
+	hist_free(c->eod);
+	hist_free(c->txn);
+	free(c->bufmem);
+	free(c->stamps);
+	free(c->idle);
+	free(c->conns);
+	free(c);
+}
+
+/* ---- submission helpers --------------------------------------------------------------- */
+
+static inline uint64_t
+op_data(enum conn_op op, const struct conn *k)
+{
+	return (uint64_t)op << 56 | (uint64_t)(k->gen & 0xffffffu) << 32 | k->slot;
+}
+
+static struct io_uring_sqe *
+client_sqe(struct bench_client *c)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
+
+	if (!sqe) {
+		/* The SQ is full (more connections than entries): push this batch out early. */
+		io_uring_submit(&c->ring);
+		sqe = io_uring_get_sqe(&c->ring);
+	}
+	ASSERT(sqe);
+	return sqe;
+}
+
+static void
+conn_expect(struct bench_client *c, struct conn *k, enum conn_state state)
+{
+	k->state = state;
+	k->deadline_ns = c->now_ns + c->plan->timeout_ns;
+}
+
+static void
+conn_recv(struct bench_client *c, struct conn *k)
+{
+	struct io_uring_sqe *sqe = client_sqe(c);
+
+	ASSERT(!(k->ops & (1u << OP_RECV)) && k->rlen < BENCH_CLIENT_RBUF);
+	io_uring_prep_recv(sqe, k->fd, k->rbuf + k->rlen, BENCH_CLIENT_RBUF - k->rlen, 0);
+	io_uring_sqe_set_data64(sqe, op_data(OP_RECV, k));
+	k->ops |= 1u << OP_RECV;
+}
+
+static void
+conn_sendmsg(struct bench_client *c, struct conn *k)
+{
+	struct io_uring_sqe *sqe = client_sqe(c);
+
+	/* MSG_WAITALL: the kernel retries short sends itself, so one write is one completion. */
+	io_uring_prep_sendmsg(sqe, k->fd, &k->mh, MSG_NOSIGNAL | MSG_WAITALL);
+	io_uring_sqe_set_data64(sqe, op_data(OP_SEND, k));
+	k->ops |= 1u << OP_SEND;
+}
+
+/*
+ * One write of cbuf[0..clen) followed by body[0..blen) (either may be empty). Returns false
+ * (and fails the connection) if the previous write is still in flight: the server answered
+ * before reading all we sent, and we cannot reuse the buffers yet.
+ */
+static bool
+conn_send(struct bench_client *c, struct conn *k, size_t clen, const char *body, size_t blen)
+{
+	if (k->ops & (1u << OP_SEND)) {
+		conn_fail(c, k, FAIL_PROTOCOL, 0);
+		return false;
+	}
+	ASSERT(clen <= c->cbuf_size);
+	k->mh.msg_iovlen = 0;
+	if (clen)
+		k->iov[k->mh.msg_iovlen++] = (struct iovec){.iov_base = k->cbuf, .iov_len = clen};
+	if (blen)
+		k->iov[k->mh.msg_iovlen++] = (struct iovec){.iov_base = (void *)body,
+							    .iov_len = blen};
+	conn_sendmsg(c, k);
+	return true;
+}
+
+static bool
+conn_send_str(struct bench_client *c, struct conn *k, const char *s)
+{
+	size_t len = strlen(s);
+
+	memcpy(k->cbuf, s, len);
+	return conn_send(c, k, len, NULL, 0);
+}
+
+/* Marks a time to be read right before the submit that carries this connection's write. */
+static void
+conn_stamp(struct bench_client *c, struct conn *k, unsigned what)
+{
+	if (!k->stamp)
+		c->stamps[c->nstamps++] = k->slot;
+	k->stamp |= what;
+}
+
+static void
+client_apply_stamps(struct bench_client *c)
+{
+	if (!c->nstamps)
+		return;
+	uint64_t t = bench_client_now_ns();
+
+	for (unsigned i = 0; i < c->nstamps; i++) {
+		struct conn *k = &c->conns[c->stamps[i]];
+
+		if (k->stamp & STAMP_START)
+			k->t_start_ns = t;
+		if (k->stamp & STAMP_EOD)
+			k->t_eod_ns = t;
+		k->stamp = 0;
+	}
+	c->nstamps = 0;
+}
+
+/* ---- work accounting ------------------------------------------------------------------ */
+
+static uint64_t
+client_arrival_ns(const struct bench_client *c, uint64_t k)
+{
+	return c->arr_t0_ns + (uint64_t)((double)k * 1e9 / c->rate);
+}
+
+/* Whether a new transaction may start now (closed loop) or at the next arrival (open loop). */
+static bool
+client_has_work(const struct bench_client *c)
+{
+	if (atomic_load_explicit(&c->plan->stop, memory_order_relaxed))
+		return false;
+	if (c->end_ns) {
+		uint64_t t = c->rate > 0 && c->arr_started ? client_arrival_ns(c, c->arr_k)
+							    : c->now_ns;
+		return t < c->end_ns && c->now_ns < c->end_ns;
+	}
+	return c->started_measured < c->quota;
+}
+
+static uint64_t
+client_rand(struct bench_client *c)
+{
+	/* xorshift64*: a size pick per message, no shared state between threads. */
+	c->rng ^= c->rng >> 12;
+	c->rng ^= c->rng << 25;
+	c->rng ^= c->rng >> 27;
+	return c->rng * 0x2545f4914f6cdd1dull;
+}
+
+static const struct bench_msg *
+client_pick_msg(struct bench_client *c)
+{
+	const struct bench_plan *p = c->plan;
+
+	if (c->o->nsizes == 1)
+		return &p->msgs[0];
+	uint32_t r = (uint32_t)(client_rand(c) % p->weight_total);
+	unsigned i = 0;
+
+	while (r >= p->weight_cum[i])
+		i++;
+	return &p->msgs[i];
+}
+
+static void
+idle_push(struct bench_client *c, struct conn *k)
+{
+	ASSERT(k->idle_pos == UINT32_MAX && c->nidle < c->nconns);
+	k->idle_pos = c->nidle;
+	c->idle[c->nidle++] = k->slot;
+}
+
+static void
+idle_remove(struct bench_client *c, struct conn *k)
+{
+	if (k->idle_pos == UINT32_MAX)
+		return;
+	uint32_t last = c->idle[--c->nidle];
+
+	c->idle[k->idle_pos] = last;
+	c->conns[last].idle_pos = k->idle_pos;
+	k->idle_pos = UINT32_MAX;
+}
+
+/* ---- transactions --------------------------------------------------------------------- */
+
+static size_t
+cmd_put(char *out, const char *s, size_t len)
+{
+	memcpy(out, s, len);
+	return len;
+}
+
+static size_t
+cmd_put_u64(char *out, uint64_t v)
+{
+	char tmp[BENCH_U64_DIGITS];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (size_t i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	return n;
+}
+
+#define PUT(out, lit) cmd_put((out), (lit), sizeof(lit) - 1)
+
+static size_t
+cmd_mail(const struct bench_client *c, const struct conn *k, char *out)
+{
+	size_t n = PUT(out, "MAIL FROM:<");
+
+	n += bench_opts_pattern_expand(&c->o->from_pat, k->seq, 0, out + n);
+	n += PUT(out + n, ">");
+	if (k->cap_size) {
+		/* RFC 1870: declaring the size lets the server refuse early, as real clients do. */
+		n += PUT(out + n, " SIZE=");
+		n += cmd_put_u64(out + n, k->msg->len);
+	}
+	return n + PUT(out + n, "\r\n");
+}
+
+static size_t
+cmd_rcpt(const struct bench_client *c, const struct conn *k, unsigned r, char *out)
+{
+	size_t n = PUT(out, "RCPT TO:<");
+
+	n += bench_opts_pattern_expand(&c->o->to_pat, k->seq, r + 1, out + n);
+	return n + PUT(out + n, ">\r\n");
+}
+
+static size_t
+cmd_bdat(const struct conn *k, char *out)
+{
+	size_t n = PUT(out, "BDAT ");
+
+	n += cmd_put_u64(out + n, k->msg->len);
+	return n + PUT(out + n, " LAST\r\n");
+}
+
+/* Starts a transaction on a READY connection; intended_ns is 0 in the closed loop. */
+static void
+txn_start(struct bench_client *c, struct conn *k, uint64_t intended_ns)
+{
+	size_t n;
+
+	ASSERT(k->state == CONN_READY && !k->in_txn);
+	k->measured = (intended_ns ? intended_ns : c->now_ns) >= c->warmup_end_ns;
+	if (k->measured) {
+		c->started_measured++;
+		c->st.sent++;
+	}
+	k->in_txn = true;
+	k->mail_ok = false;
+	k->rcpt_i = k->rcpt_ok = k->pipe_i = 0;
+	k->rcpt_code = 0;
+	k->msg = client_pick_msg(c);
+	k->seq = (uint64_t)c->index + (uint64_t)c->plan->nthreads * c->local_seq++;
+	if (intended_ns)
+		k->t_start_ns = intended_ns;
+	else
+		conn_stamp(c, k, STAMP_START);
+	n = cmd_mail(c, k, k->cbuf);
+	if (!k->pipelining) {
+		conn_expect(c, k, CONN_MAIL);
+		conn_send(c, k, n, NULL, 0);
+		return;
+	}
+	/* RFC 2920 3.1: MAIL, RCPT... and DATA (or BDAT with its chunk) may go in one write. */
+	for (unsigned r = 0; r < c->o->rcpts; r++)
+		n += cmd_rcpt(c, k, r, k->cbuf + n);
+	conn_expect(c, k, CONN_PIPE);
+	if (k->chunking) {
+		n += cmd_bdat(k, k->cbuf + n);
+		conn_stamp(c, k, STAMP_EOD);
+		conn_send(c, k, n, k->msg->data, k->msg->len);
+	} else {
+		n += PUT(k->cbuf + n, "DATA\r\n");
+		conn_send(c, k, n, NULL, 0);
+	}
+}
+
+static void
+txn_end(struct bench_client *c, struct conn *k, enum txn_outcome outcome, int code)
+{
+	ASSERT(k->in_txn);
+	k->in_txn = false;
+	k->msgs_on_conn++;
+	if (!k->measured)
+		return;
+	switch (outcome) {
+	case TXN_ACCEPTED:
+		c->st.accepted++;
+		c->st.bytes_accepted += k->msg->len;
+		hist_record(c->eod, c->now_ns > k->t_eod_ns ? c->now_ns - k->t_eod_ns : 0);
+		hist_record(c->txn, c->now_ns > k->t_start_ns ? c->now_ns - k->t_start_ns : 0);
+		break;
+	case TXN_REJECTED:
+		c->st.rejected_total++;
+		c->st.rejected[code >= 0 && code < BENCH_CODE_MAX ? code : 0]++;
+		break;
+	case TXN_ERRORED:
+		c->st.errored++;
+		break;
+	}
+	if (c->now_ns > c->st.t_last_ns)
+		c->st.t_last_ns = c->now_ns;
+}
+
+/*
+ * A reply refused the transaction. 4xx/5xx end it (after RSET when the server holds an open
+ * envelope, RFC 5321 4.1.1.5); any other unexpected code is counted the same way but means we
+ * no longer agree with the server on where the dialogue is, so the connection is replaced.
+ */
+static void
+txn_reject(struct bench_client *c, struct conn *k, int code, bool rset)
+{
+	if (code < 400 || code > 599) {
+		txn_end(c, k, TXN_REJECTED, code);
+		conn_close(c, k, true);
+		return;
+	}
+	if (rset) {
+		k->rset_code = code;
+		conn_expect(c, k, CONN_RSET);
+		conn_send_str(c, k, "RSET\r\n");
+		return;
+	}
+	txn_end(c, k, TXN_REJECTED, code);
+	conn_next(c, k);
+}
+
+static void
+txn_send_message(struct bench_client *c, struct conn *k)
+{
+	conn_expect(c, k, CONN_FINAL);
+	conn_stamp(c, k, STAMP_EOD);
+	if (k->chunking)
+		conn_send(c, k, cmd_bdat(k, k->cbuf), k->msg->data, k->msg->len);
+	else
+		conn_send(c, k, 0, k->msg->data, k->msg->len + 3); /* with ".\r\n" */
+}
+
+/* Counts one RCPT reply; true when it accepted the recipient. */
+static bool
+txn_rcpt_reply(struct bench_client *c, struct conn *k, int code)
+{
+	if (code == 250 || code == 251) { /* 251: "will forward", RFC 5321 3.4 */
+		k->rcpt_ok++;
+		return true;
+	}
+	if (k->measured)
+		c->st.rcpts_rejected++;
+	if (!k->rcpt_code)
+		k->rcpt_code = code;
+	return false;
+}
+
+/* ---- reply handlers, one per state ---------------------------------------------------- */
+
+static void
+on_greeting(struct bench_client *c, struct conn *k, int code)
+{
+	size_t n;
+
+	if (code != 220) {
+		if (!c->st.first_bad_greeting)
+			c->st.first_bad_greeting = code;
+		conn_fail(c, k, FAIL_SESSION, 0);
+		return;
+	}
+	n = PUT(k->cbuf, "EHLO ");
+	n += cmd_put(k->cbuf + n, c->o->helo, strlen(c->o->helo));
+	n += PUT(k->cbuf + n, "\r\n");
+	conn_expect(c, k, CONN_EHLO);
+	conn_send(c, k, n, NULL, 0);
+}
+
+static bool
+ehlo_keyword(const char *kw, size_t len, const char *want)
+{
+	return strlen(want) == len && strncasecmp(kw, want, len) == 0;
+}
+
+/* The session is up: decide what this connection uses, then start work. */
+static void
+conn_session_ready(struct bench_client *c, struct conn *k, bool pipelining, bool chunking)
+{
+	const struct bench_opts *o = c->o;
+
+	k->fail_streak = 0;
+	k->msgs_on_conn = 0;
+	k->pipelining = o->pipelining && pipelining;
+	k->chunking = o->chunking && chunking;
+	if (o->pipelining && !pipelining)
+		atomic_store_explicit(&c->plan->note_pipelining, true, memory_order_relaxed);
+	if (o->chunking && !chunking)
+		atomic_store_explicit(&c->plan->note_chunking, true, memory_order_relaxed);
+	if (!c->arr_started) {
+		/* Open loop: arrivals start once a connection can take them, not at connect. */
+		c->arr_started = true;
+		c->arr_t0_ns = c->now_ns;
+	}
+	k->state = CONN_READY;
+	conn_next(c, k);
+}
+
+/* EHLO reply (RFC 5321 4.1.1.1): the first line greets, each further line names a keyword. */
+static void
+on_ehlo(struct bench_client *c, struct conn *k, int code, const char *r, size_t len)
+{
+	bool pipelining = false, chunking = false;
+	const char *end = r + len, *line = memchr(r, '\n', len);
+
+	if (code != 250) {
+		if (code < 500) {
+			conn_fail(c, k, FAIL_SESSION, 0);
+			return;
+		}
+		/* RFC 5321 3.2: a server that does not know EHLO gets HELO. */
+		size_t n = PUT(k->cbuf, "HELO ");
+
+		n += cmd_put(k->cbuf + n, c->o->helo, strlen(c->o->helo));
+		n += PUT(k->cbuf + n, "\r\n");
+		conn_expect(c, k, CONN_HELO);
+		conn_send(c, k, n, NULL, 0);
+		return;
+	}
+	k->cap_size = false;
+	while (line && ++line < end) {
+		const char *kw = line + 4, *eol = memchr(line, '\n', (size_t)(end - line));
+		size_t kwlen = 0;
+
+		if (!eol || eol - line < 4)
+			break;
+		while (kw + kwlen < eol && kw[kwlen] != ' ' && kw[kwlen] != '\r')
+			kwlen++;
+		pipelining |= ehlo_keyword(kw, kwlen, "PIPELINING");
+		chunking |= ehlo_keyword(kw, kwlen, "CHUNKING");
+		k->cap_size |= ehlo_keyword(kw, kwlen, "SIZE");
+		line = eol;
+	}
+	conn_session_ready(c, k, pipelining, chunking);
+}
+
+static void
+on_helo(struct bench_client *c, struct conn *k, int code)
+{
+	if (code != 250) {
+		conn_fail(c, k, FAIL_SESSION, 0);
+		return;
+	}
+	k->cap_size = false;
+	conn_session_ready(c, k, false, false);
+}
+
+static void
+on_mail(struct bench_client *c, struct conn *k, int code)
+{
+	if (code != 250) {
+		txn_reject(c, k, code, false);
+		return;
+	}
+	k->mail_ok = true;
+	conn_expect(c, k, CONN_RCPT);
+	conn_send(c, k, cmd_rcpt(c, k, 0, k->cbuf), NULL, 0);
+}
+
+static void
+on_rcpt(struct bench_client *c, struct conn *k, int code)
+{
+	txn_rcpt_reply(c, k, code);
+	if (++k->rcpt_i < c->o->rcpts) {
+		conn_expect(c, k, CONN_RCPT);
+		conn_send(c, k, cmd_rcpt(c, k, k->rcpt_i, k->cbuf), NULL, 0);
+		return;
+	}
+	if (k->rcpt_ok == 0) {
+		txn_reject(c, k, k->rcpt_code, true);
+		return;
+	}
+	if (k->chunking) {
+		txn_send_message(c, k);
+		return;
+	}
+	conn_expect(c, k, CONN_DATA);
+	conn_send_str(c, k, "DATA\r\n");
+}
+
+static void
+on_data(struct bench_client *c, struct conn *k, int code)
+{
+	if (code != 354) {
+		txn_reject(c, k, code, true);
+		return;
+	}
+	txn_send_message(c, k);
+}
+
+/* The last reply of a pipelined group: to DATA, or to BDAT LAST (then it is the final one). */
+static void
+on_pipe_last(struct bench_client *c, struct conn *k, int code)
+{
+	bool envelope_ok = k->mail_ok && k->rcpt_ok > 0;
+	int why = !k->mail_ok ? k->rset_code : k->rcpt_ok == 0 ? k->rcpt_code : code;
+
+	if (k->chunking) {
+		if (envelope_ok && code == 250) {
+			txn_end(c, k, TXN_ACCEPTED, code);
+			conn_next(c, k);
+		} else {
+			txn_reject(c, k, why, k->mail_ok);
+		}
+		return;
+	}
+	if (code == 354 && envelope_ok) {
+		txn_send_message(c, k);
+	} else if (code == 354) {
+		/* RFC 2920 3.1: after 354 the only way out is to end the (empty) message. */
+		k->rset_code = why;
+		conn_expect(c, k, CONN_DRAIN);
+		conn_send_str(c, k, ".\r\n");
+	} else {
+		txn_reject(c, k, why, k->mail_ok);
+	}
+}
+
+static void
+on_pipe(struct bench_client *c, struct conn *k, int code)
+{
+	unsigned i = k->pipe_i++;
+
+	if (i == 0) {
+		k->mail_ok = code == 250;
+		k->rset_code = code; /* the reason if MAIL was refused */
+	} else if (i <= c->o->rcpts) {
+		if (k->mail_ok)
+			txn_rcpt_reply(c, k, code);
+	} else {
+		on_pipe_last(c, k, code);
+		return;
+	}
+	conn_expect(c, k, CONN_PIPE);
+}
+
+static void
+on_final(struct bench_client *c, struct conn *k, int code)
+{
+	if (code != 250) {
+		/* After DATA's final reply no envelope is left; after BDAT it is (RFC 3030 2). */
+		txn_reject(c, k, code, k->chunking);
+		return;
+	}
+	txn_end(c, k, TXN_ACCEPTED, code);
+	conn_next(c, k);
+}
+
+static void
+on_rset(struct bench_client *c, struct conn *k, int code)
+{
+	txn_end(c, k, TXN_REJECTED, k->rset_code);
+	if (code == 250)
+		conn_next(c, k);
+	else
+		conn_close(c, k, true);
+}
+
+/* The reply to the lone "." after an unwanted 354: the transaction was refused earlier. */
+static void
+on_drain(struct bench_client *c, struct conn *k)
+{
+	txn_end(c, k, TXN_REJECTED, k->rset_code);
+	conn_next(c, k);
+}
+
+/* A reply nobody asked for: 421 is the server closing (RFC 5321 3.8), anything else desync. */
+static void
+on_unsolicited(struct bench_client *c, struct conn *k, int code)
+{
+	if (code == 421 && !k->in_txn)
+		conn_close(c, k, true);
+	else
+		conn_fail(c, k, FAIL_PROTOCOL, 0);
+}
+
+static void
+conn_on_reply(struct bench_client *c, struct conn *k, int code, const char *r, size_t len)
+{
+	switch (k->state) {
+	case CONN_GREETING:
+		on_greeting(c, k, code);
+		break;
+	case CONN_EHLO:
+		on_ehlo(c, k, code, r, len);
+		break;
+	case CONN_HELO:
+		on_helo(c, k, code);
+		break;
+	case CONN_MAIL:
+		on_mail(c, k, code);
+		break;
+	case CONN_RCPT:
+		on_rcpt(c, k, code);
+		break;
+	case CONN_DATA:
+		on_data(c, k, code);
+		break;
+	case CONN_PIPE:
+		on_pipe(c, k, code);
+		break;
+	case CONN_FINAL:
+		on_final(c, k, code);
+		break;
+	case CONN_DRAIN:
+		on_drain(c, k);
+		break;
+	case CONN_RSET:
+		on_rset(c, k, code);
+		break;
+	case CONN_QUIT:
+		conn_close(c, k, k->reconnect);
+		break;
+	case CONN_READY:
+		on_unsolicited(c, k, code);
+		break;
+	default:
+		ASSERT(!"reply in a state without a session");
+	}
+}
+
+/* ---- replies -------------------------------------------------------------------------- */
+
+/*
+ * One complete reply at buf (RFC 5321 4.2: "xyz-text" lines continue it, "xyz text" or "xyz"
+ * ends it, all with the same code). Returns its length, 0 if more bytes are needed, -1 if it
+ * is not a reply. LF alone is taken as a line end too: we only count, we do not relay.
+ */
+static ssize_t
+reply_parse(const char *buf, size_t len, int *code)
+{
+	size_t off = 0;
+	int first = -1;
+
+	for (;;) {
+		const char *l = buf + off;
+		const char *nl = memchr(l, '\n', len - off);
+
+		if (!nl)
+			return len - off > REPLY_LINE_MAX ? -1 : 0;
+		size_t line_len = (size_t)(nl - l) + 1;
+
+		if (line_len < 4 || l[0] < '1' || l[0] > '5' || l[1] < '0' || l[1] > '9' ||
+		    l[2] < '0' || l[2] > '9' || line_len > REPLY_LINE_MAX)
+			return -1;
+		int cd = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
+
+		if (first >= 0 && cd != first)
+			return -1;
+		first = cd;
+		off += line_len;
+		if (l[3] == '-')
+			continue;
+		if (l[3] != ' ' && l[3] != '\r' && l[3] != '\n')
+			return -1;
+		*code = cd;
+		return (ssize_t)off;
+	}
+}
+
+static bool
+conn_in_session(const struct conn *k)
+{
+	return k->state >= CONN_GREETING && k->state <= CONN_QUIT;
+}
+
+/* Handles every complete reply in the buffer, then keeps one receive in flight. */
+static void
+conn_parse(struct bench_client *c, struct conn *k)
+{
+	uint32_t gen = k->gen;
+	size_t off = 0;
+
+	while (off < k->rlen) {
+		int code = 0;
+		ssize_t n = reply_parse(k->rbuf + off, k->rlen - off, &code);
+
+		if (n == 0)
+			break;
+		if (n < 0) {
+			conn_fail(c, k, FAIL_PROTOCOL, 0);
+			return;
+		}
+		conn_on_reply(c, k, code, k->rbuf + off, (size_t)n);
+		off += (size_t)n;
+		if (k->gen != gen || !conn_in_session(k))
+			return; /* closed (and maybe reconnected): the rest is stale */
+	}
+	if (off) {
+		memmove(k->rbuf, k->rbuf + off, k->rlen - off);
+		k->rlen -= off;
+	}
+	if (k->rlen == BENCH_CLIENT_RBUF) {
+		conn_fail(c, k, FAIL_PROTOCOL, 0); /* one reply larger than the buffer */
+		return;
+	}
+	conn_recv(c, k);
+}
+
+/* ---- connection life ------------------------------------------------------------------ */
+
+static void
+conn_set_done(struct bench_client *c, struct conn *k)
+{
+	k->state = CONN_DONE;
+	k->deadline_ns = 0;
+	c->finished++;
+}
+
+static void
+conn_connect(struct bench_client *c, struct conn *k)
+{
+	const struct bench_plan *p = c->plan;
+	int one = 1;
+	int fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+
+	k->gen++;
+	if (fd < 0) {
+		k->state = CONN_CONNECTING; /* so that the failure counts as a connect error */
+		conn_fail(c, k, FAIL_IO, errno);
+		return;
+	}
+	/* Lock-step commands are small writes that must leave at once (no Nagle delay). */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	k->fd = fd;
+	k->ops = 0;
+	k->rlen = 0;
+	k->in_txn = false;
+	conn_expect(c, k, CONN_CONNECTING);
+
+	struct io_uring_sqe *sqe = client_sqe(c);
+
+	io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&p->addr, p->addrlen);
+	io_uring_sqe_set_data64(sqe, op_data(OP_CONNECT, k));
+	k->ops |= 1u << OP_CONNECT;
+}
+
+/* The socket is closed and nothing is in flight: connect again, later, or never. */
+static void
+conn_closed(struct bench_client *c, struct conn *k)
+{
+	ASSERT(k->ops == 0);
+	if (k->fd >= 0)
+		close(k->fd);
+	k->fd = -1;
+	if (k->fail_streak >= BENCH_CLIENT_CONNECT_TRIES) {
+		c->st.gave_up = true;
+		conn_set_done(c, k);
+	} else if (!k->reconnect || !client_has_work(c)) {
+		conn_set_done(c, k);
+	} else if (k->fail_streak == 0) {
+		conn_connect(c, k);
+	} else {
+		k->state = CONN_DOWN;
+		k->deadline_ns = 0;
+		k->retry_ns = c->now_ns + ((uint64_t)BACKOFF_BASE_NS << (k->fail_streak - 1));
+	}
+}
+
+static void
+conn_close(struct bench_client *c, struct conn *k, bool reconnect)
+{
+	idle_remove(c, k);
+	k->reconnect = reconnect;
+	k->deadline_ns = 0;
+	k->state = CONN_CLOSING;
+	if (k->ops == 0) {
+		conn_closed(c, k);
+		return;
+	}
+	struct io_uring_sqe *sqe = client_sqe(c);
+
+	io_uring_prep_cancel_fd(sqe, k->fd, IORING_ASYNC_CANCEL_ALL);
+	io_uring_sqe_set_data64(sqe, op_data(OP_CANCEL, k));
+}
+
+static void
+conn_fail(struct bench_client *c, struct conn *k, enum conn_fail_kind kind, int err)
+{
+	if (kind == FAIL_TIMEOUT)
+		c->st.timeouts++;
+	if (k->in_txn) {
+		txn_end(c, k, TXN_ERRORED, 0);
+	} else if (k->state < CONN_READY) {
+		c->st.connect_errors++;
+		k->fail_streak++;
+		if (err && !c->st.first_errno)
+			c->st.first_errno = err;
+	}
+	conn_close(c, k, true);
+}
+
+static void
+conn_quit(struct bench_client *c, struct conn *k, bool reconnect)
+{
+	k->reconnect = reconnect;
+	conn_expect(c, k, CONN_QUIT);
+	conn_send_str(c, k, "QUIT\r\n");
+}
+
+/* The connection is READY: start the next transaction, wait for an arrival, or leave. */
+static void
+conn_next(struct bench_client *c, struct conn *k)
+{
+	uint64_t per_conn = c->o->per_conn;
+
+	k->state = CONN_READY;
+	k->deadline_ns = 0;
+	if (!client_has_work(c)) {
+		conn_quit(c, k, false);
+	} else if (per_conn && k->msgs_on_conn >= per_conn) {
+		conn_quit(c, k, true);
+	} else if (c->rate <= 0) {
+		txn_start(c, k, 0);
+	} else {
+		idle_push(c, k); /* client_dispatch() hands out arrivals */
+	}
+}
+
+/* ---- completions ---------------------------------------------------------------------- */
+
+static void
+on_connect_done(struct bench_client *c, struct conn *k, int res)
+{
+	if (res < 0) {
+		conn_fail(c, k, FAIL_IO, -res);
+		return;
+	}
+	c->st.connections++;
+	conn_expect(c, k, CONN_GREETING);
+	conn_recv(c, k);
+}
+
+static void
+on_send_done(struct bench_client *c, struct conn *k, int res)
+{
+	size_t want = 0;
+
+	for (size_t i = 0; i < k->mh.msg_iovlen; i++)
+		want += k->iov[i].iov_len;
+	if (res < 0) {
+		conn_fail(c, k, FAIL_IO, 0);
+		return;
+	}
+	if ((size_t)res >= want)
+		return;
+	/* Short write despite MSG_WAITALL (a signal, a full buffer): send the rest. */
+	size_t done = (size_t)res;
+
+	while (done >= k->iov[0].iov_len) {
+		done -= k->iov[0].iov_len;
+		k->iov[0] = k->iov[1];
+		k->mh.msg_iovlen--;
+	}
+	k->iov[0].iov_base = (char *)k->iov[0].iov_base + done;
+	k->iov[0].iov_len -= done;
+	conn_sendmsg(c, k);
+}
+
+static void
+on_recv_done(struct bench_client *c, struct conn *k, int res)
+{
+	if (res < 0) {
+		conn_fail(c, k, FAIL_IO, 0);
+	} else if (res == 0) {
+		/* EOF: expected after QUIT, tolerated between transactions, an error otherwise. */
+		if (k->state == CONN_QUIT)
+			conn_close(c, k, k->reconnect);
+		else if (k->state == CONN_READY && !k->in_txn)
+			conn_close(c, k, true);
+		else
+			conn_fail(c, k, FAIL_IO, 0);
+	} else {
+		k->rlen += (size_t)res;
+		conn_parse(c, k);
+	}
+}
+
+static void
+client_on_cqe(struct bench_client *c, const struct io_uring_cqe *cqe)
+{
+	uint64_t d = io_uring_cqe_get_data64(cqe);
+	enum conn_op op = (enum conn_op)(d >> 56);
+	uint32_t slot = (uint32_t)d, gen = (uint32_t)(d >> 32) & 0xffffffu;
+	struct conn *k;
+
+	if (op == OP_CANCEL)
+		return; /* its targets complete on their own */
+	ASSERT(slot < c->nconns);
+	k = &c->conns[slot];
+	if ((k->gen & 0xffffffu) != gen)
+		return; /* for a connection that is gone */
+	k->ops &= ~(1u << op);
+	if (k->state == CONN_CLOSING) {
+		if (k->ops == 0)
+			conn_closed(c, k);
+		return;
+	}
+	switch (op) {
+	case OP_CONNECT:
+		on_connect_done(c, k, cqe->res);
+		break;
+	case OP_SEND:
+		on_send_done(c, k, cqe->res);
+		break;
+	case OP_RECV:
+		on_recv_done(c, k, cqe->res);
+		break;
+	default:
+		ASSERT(!"unknown operation in user_data");
+	}
+}
+
+/* ---- the loop ------------------------------------------------------------------------- */
+
+/* Open loop: give every arrival that is due to an idle connection. */
+static void
+client_dispatch(struct bench_client *c)
+{
+	while (c->nidle > 0) {
+		struct conn *k = &c->conns[c->idle[c->nidle - 1]];
+
+		if (!client_has_work(c)) {
+			idle_remove(c, k);
+			conn_quit(c, k, false);
+			continue;
+		}
+		uint64_t due = client_arrival_ns(c, c->arr_k);
+
+		if (due > c->now_ns)
+			break;
+		idle_remove(c, k);
+		c->arr_k++;
+		txn_start(c, k, due);
+	}
+}
+
+/* Timeouts, delayed reconnects, and slots that have nothing left to do. */
+static void
+client_sweep(struct bench_client *c)
+{
+	bool work = client_has_work(c);
+
+	for (unsigned i = 0; i < c->nconns; i++) {
+		struct conn *k = &c->conns[i];
+
+		if (k->deadline_ns && c->now_ns >= k->deadline_ns) {
+			if (k->state == CONN_QUIT)
+				conn_close(c, k, k->reconnect); /* not worth an error */
+			else
+				conn_fail(c, k, FAIL_TIMEOUT, ETIMEDOUT);
+		} else if (k->state == CONN_DOWN && !work) {
+			conn_set_done(c, k);
+		} else if (k->state == CONN_DOWN && c->now_ns >= k->retry_ns) {
+			conn_connect(c, k);
+		}
+	}
+	c->next_sweep_ns = c->now_ns + SWEEP_INTERVAL_NS;
+}
+
+static uint64_t
+client_wait_ns(const struct bench_client *c)
+{
+	uint64_t until = c->next_sweep_ns;
+
+	if (c->rate > 0 && c->nidle > 0 && client_has_work(c)) {
+		uint64_t due = client_arrival_ns(c, c->arr_k);
+
+		if (due < until)
+			until = due;
+	}
+	if (c->end_ns && c->end_ns > c->now_ns && c->end_ns < until)
+		until = c->end_ns;
+	return until > c->now_ns ? until - c->now_ns : 0;
+}
+
+static void
+client_publish(struct bench_client *c)
+{
+	atomic_store_explicit(&c->pub_sent, c->st.sent, memory_order_relaxed);
+	atomic_store_explicit(&c->pub_accepted, c->st.accepted, memory_order_relaxed);
+	atomic_store_explicit(&c->pub_rejected, c->st.rejected_total, memory_order_relaxed);
+	atomic_store_explicit(&c->pub_errored, c->st.errored, memory_order_relaxed);
+}
+
+/* One turn: due work, one submit-and-wait, then every completion that is there. */
+static int
+client_turn(struct bench_client *c)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+	int rc;
+
+	c->now_ns = bench_client_now_ns();
+	if (c->rate > 0)
+		client_dispatch(c);
+	if (c->now_ns >= c->next_sweep_ns)
+		client_sweep(c);
+	uint64_t wait_ns = client_wait_ns(c);
+
+	client_apply_stamps(c);
+	if (wait_ns == 0) {
+		rc = io_uring_submit_and_get_events(&c->ring);
+	} else {
+		struct __kernel_timespec ts = {.tv_sec = (long long)(wait_ns / 1000000000u),
+					       .tv_nsec = (long long)(wait_ns % 1000000000u)};
+
+		rc = io_uring_submit_and_wait_timeout(&c->ring, &cqe, 1, &ts, NULL);
+	}
+	if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+		return rc;
+	c->now_ns = bench_client_now_ns();
+	io_uring_for_each_cqe(&c->ring, head, cqe) {
+		client_on_cqe(c, cqe);
+		seen++;
+	}
+	io_uring_cq_advance(&c->ring, seen);
+	client_publish(c);
+	return 0;
+}
+
+/* Open loop, --duration: arrivals that were due before the end but never started. */
+static void
+client_count_unsent(struct bench_client *c)
+{
+	if (c->rate <= 0 || !c->end_ns || !c->arr_started ||
+	    atomic_load_explicit(&c->plan->stop, memory_order_relaxed))
+		return;
+	double from = (double)(c->warmup_end_ns > c->arr_t0_ns ? c->warmup_end_ns - c->arr_t0_ns
+							       : 0);
+	double to = (double)(c->end_ns - c->arr_t0_ns);
+	uint64_t first = (uint64_t)(from * c->rate / 1e9);
+	uint64_t last = (uint64_t)(to * c->rate / 1e9); /* arrivals [first, last) are measured */
+	uint64_t started = c->arr_k > first ? c->arr_k : first;
+
+	c->st.unsent = last > started ? last - started : 0;
+}
+
+void *
+bench_client_run(void *arg)
+{
+	struct bench_client *c = arg;
+	const struct bench_plan *p = c->plan;
+	int rc = client_ring_init(c);
+
+	if (rc < 0) {
+		fprintf(stderr, "ringmx-bench: io_uring_queue_init: %s\n", strerror(-rc));
+		c->st.first_errno = -rc;
+		return NULL;
+	}
+	c->now_ns = bench_client_now_ns();
+	c->warmup_end_ns = p->t0_ns + p->warmup_ns;
+	c->end_ns = p->duration_ns ? c->warmup_end_ns + p->duration_ns : 0;
+	c->next_sweep_ns = c->now_ns + SWEEP_INTERVAL_NS;
+	for (unsigned i = 0; i < c->nconns; i++)
+		conn_connect(c, &c->conns[i]);
+	while (c->finished < c->nconns) {
+		rc = client_turn(c);
+		if (rc < 0) {
+			fprintf(stderr, "ringmx-bench: io_uring_submit: %s\n", strerror(-rc));
+			break;
+		}
+	}
+	client_count_unsent(c);
+	client_publish(c);
+	return NULL;
+}
+
+/* ---- results -------------------------------------------------------------------------- */
+
+void
+bench_client_progress(const struct bench_client *c, struct bench_progress *out)
+{
+	out->sent = atomic_load_explicit(&c->pub_sent, memory_order_relaxed);
+	out->accepted = atomic_load_explicit(&c->pub_accepted, memory_order_relaxed);
+	out->rejected = atomic_load_explicit(&c->pub_rejected, memory_order_relaxed);
+	out->errored = atomic_load_explicit(&c->pub_errored, memory_order_relaxed);
+}
+
+const struct bench_stats *
+bench_client_stats(const struct bench_client *c)
+{
+	return &c->st;
+}
+
+const struct hist *
+bench_client_hist_eod(const struct bench_client *c)
+{
+	return c->eod;
+}
+
+const struct hist *
+bench_client_hist_txn(const struct bench_client *c)
+{
+	return c->txn;
+}
+
+void
+bench_client_stats_add(struct bench_stats *dst, const struct bench_stats *src)
+{
+	dst->sent += src->sent;
+	dst->accepted += src->accepted;
+	dst->rejected_total += src->rejected_total;
+	dst->errored += src->errored;
+	for (unsigned i = 0; i < BENCH_CODE_MAX; i++)
+		dst->rejected[i] += src->rejected[i];
+	dst->rcpts_rejected += src->rcpts_rejected;
+	dst->bytes_accepted += src->bytes_accepted;
+	dst->connections += src->connections;
+	dst->connect_errors += src->connect_errors;
+	dst->timeouts += src->timeouts;
+	dst->unsent += src->unsent;
+	if (src->t_last_ns > dst->t_last_ns)
+		dst->t_last_ns = src->t_last_ns;
+	if (!dst->first_errno)
+		dst->first_errno = src->first_errno;
+	if (!dst->first_bad_greeting)
+		dst->first_bad_greeting = src->first_bad_greeting;
+	dst->gave_up |= src->gave_up;
+}

@@ -1,0 +1,1037 @@
+/*
+ * Tests for server/config: the INI loader, its error messages, defaults, and the policy
+ * helpers (local domains, relay networks, recipients).
+ */
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "server/config.h"
+
+static char err[1024];
+
+static struct config *
+load(const char *text)
+{
+	struct config *cfg = config_load_string(text, "test.conf", err, sizeof err);
+
+	cr_assert_not_null(cfg, "expected the config to load, got: %s", err);
+	return cfg;
+}
+
+/* The load fails with exactly this one-line message. */
+static void
+assert_error(const char *text, const char *want)
+{
+	struct config *cfg = config_load_string(text, "test.conf", err, sizeof err);
+
+	cr_assert_null(cfg, "expected \"%s\", but the config loaded", want);
+	cr_assert_str_eq(err, want);
+	cr_assert_null(strchr(err, '\n'), "the message is one line");
+}
+
+/* The load fails and the message contains want. */
+static void
+assert_error_has(const char *text, const char *want)
+{
+	struct config *cfg = config_load_string(text, "test.conf", err, sizeof err);
+
+	cr_assert_null(cfg, "expected an error with \"%s\", but the config loaded", want);
+	cr_assert(strstr(err, want), "error \"%s\" lacks \"%s\"", err, want);
+}
+
+static struct sockaddr_storage sa_buf;
+
+static const struct sockaddr *
+sa(const char *text)
+{
+	memset(&sa_buf, 0, sizeof sa_buf);
+	if (strchr(text, ':')) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&sa_buf;
+
+		s6->sin6_family = AF_INET6;
+		cr_assert_eq(inet_pton(AF_INET6, text, &s6->sin6_addr), 1, "%s", text);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&sa_buf;
+
+		s4->sin_family = AF_INET;
+		cr_assert_eq(inet_pton(AF_INET, text, &s4->sin_addr), 1, "%s", text);
+	}
+	return (const struct sockaddr *)&sa_buf;
+}
+
+static bool
+local(const struct config *cfg, const char *domain)
+{
+	return config_domain_is_local(cfg, domain, strlen(domain));
+}
+
+static bool
+exists(const struct config *cfg, const char *addr)
+{
+	return config_recipient_exists(cfg, addr, strlen(addr));
+}
+
+static char tmpdir[64];
+
+static void
+make_tmpdir(void)
+{
+	strcpy(tmpdir, "/tmp/ringmx-test-config-XXXXXX");
+	cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+/* Writes text to tmpdir/name; returns the path in a static buffer. */
+static const char *
+write_file(const char *name, const char *text)
+{
+	static char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+	f = fopen(path, "w");
+	cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+static void
+remove_tmpdir(void)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+/* ---- Whole configs ------------------------------------------------------------------------ */
+
+Test(config, embedded_default_config_loads)
+{
+	char host[256] = "";
+	struct config *cfg = config_load_default(err, sizeof err);
+
+	cr_assert_not_null(cfg, "%s", err);
+	cr_assert_str_eq(cfg->source, "(embedded default)");
+	cr_assert_eq(cfg->nlisten, 1);
+	cr_assert_str_eq(cfg->listen[0].text, "127.0.0.1:2525");
+	gethostname(host, sizeof host - 1);
+	cr_assert_str_eq(cfg->hostname, host);
+	cr_assert_str_eq(cfg->spool_dir, "./var/spool");
+	cr_assert(cfg->fsync);
+	cr_assert(local(cfg, "localhost"));
+	cr_assert_not(local(cfg, "example.com"));
+	cr_assert(config_addr_may_relay(cfg, sa("127.0.0.1")));
+	cr_assert(config_addr_may_relay(cfg, sa("::1")));
+	cr_assert_not(config_addr_may_relay(cfg, sa("192.0.2.1")));
+	cr_assert_null(cfg->recipients);
+	config_free(cfg);
+}
+
+Test(config, defaults_apply_when_keys_are_absent)
+{
+	char host[256] = "";
+	struct config *cfg = load("");
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg->listen[0].addr;
+
+	cr_assert_eq(cfg->nlisten, 1);
+	cr_assert_str_eq(cfg->listen[0].text, "127.0.0.1:2525");
+	cr_assert_eq(sin->sin_family, AF_INET);
+	cr_assert_eq(ntohs(sin->sin_port), 2525);
+	cr_assert_eq(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+	gethostname(host, sizeof host - 1);
+	cr_assert_str_eq(cfg->hostname, host);
+	cr_assert_geq(cfg->shards, 1);
+	cr_assert_eq(cfg->max_connections, 10000);
+	cr_assert_eq(cfg->max_connections_per_ip, 50);
+	cr_assert_eq(cfg->max_message_size, 26214400);
+	cr_assert_eq(cfg->max_recipients, 1000);
+	cr_assert_eq(cfg->max_line_length, 2048);
+	cr_assert_eq(cfg->max_errors, 10);
+	cr_assert_eq(cfg->timeout_greeting, 300);
+	cr_assert_eq(cfg->timeout_command, 300);
+	cr_assert_eq(cfg->timeout_data, 300);
+	cr_assert_eq(cfg->timeout_session, 3600);
+	cr_assert_eq(cfg->greeting_delay_ms, 0);
+	cr_assert_eq(cfg->shutdown_timeout, 10);
+	cr_assert_eq(cfg->bare_newline, CONFIG_BARE_NEWLINE_REJECT);
+	cr_assert_eq(cfg->log_level, CONFIG_LOG_INFO);
+	cr_assert_str_eq(cfg->spool_dir, "/var/spool/ringmx");
+	cr_assert(cfg->fsync);
+	cr_assert_eq(cfg->segment_size, 64u << 20);
+	cr_assert_not(local(cfg, "localhost"), "no local domain by default");
+	cr_assert_eq(cfg->nrelay_networks, 2);
+	cr_assert(config_addr_may_relay(cfg, sa("127.1.2.3")));
+	cr_assert(config_addr_may_relay(cfg, sa("::1")));
+	cr_assert_str_eq(cfg->recipients_path, "");
+	cr_assert_null(cfg->recipients);
+	config_free(cfg);
+}
+
+Test(config, every_key_is_read)
+{
+	struct config *cfg = load("[server]\n"
+				  "listen = 192.0.2.1:25 [2001:db8::1]:587\n"
+				  "hostname = mx1.example.com\n"
+				  "shards = 3\n"
+				  "max_connections = 500\n"
+				  "max_connections_per_ip = 0\n"
+				  "max_message_size = 10M\n"
+				  "max_recipients = 200\n"
+				  "max_line_length = 1000\n"
+				  "max_errors = 3\n"
+				  "timeout_greeting = 30s\n"
+				  "timeout_command = 2m\n"
+				  "timeout_data = 600\n"
+				  "timeout_session = 1h\n"
+				  "greeting_delay_ms = 1500\n"
+				  "shutdown_timeout = 0\n"
+				  "bare_newline = accept\n"
+				  "log_level = debug\n"
+				  "[spool]\n"
+				  "dir = /srv/spool\n"
+				  "fsync = no\n"
+				  "segment_size = 1M\n"
+				  "[accept]\n"
+				  "domains = example.com, example.org\n"
+				  "relay_networks = 10.0.0.0/8\n");
+
+	cr_assert_eq(cfg->nlisten, 2);
+	cr_assert_str_eq(cfg->listen[1].text, "[2001:db8::1]:587");
+	cr_assert_str_eq(cfg->hostname, "mx1.example.com");
+	cr_assert_eq(cfg->shards, 3);
+	cr_assert_eq(cfg->max_connections, 500);
+	cr_assert_eq(cfg->max_connections_per_ip, 0);
+	cr_assert_eq(cfg->max_message_size, 10u << 20);
+	cr_assert_eq(cfg->max_recipients, 200);
+	cr_assert_eq(cfg->max_line_length, 1000);
+	cr_assert_eq(cfg->max_errors, 3);
+	cr_assert_eq(cfg->timeout_greeting, 30);
+	cr_assert_eq(cfg->timeout_command, 120);
+	cr_assert_eq(cfg->timeout_data, 600);
+	cr_assert_eq(cfg->timeout_session, 3600);
+	cr_assert_eq(cfg->greeting_delay_ms, 1500);
+	cr_assert_eq(cfg->shutdown_timeout, 0);
+	cr_assert_eq(cfg->bare_newline, CONFIG_BARE_NEWLINE_ACCEPT);
+	cr_assert_eq(cfg->log_level, CONFIG_LOG_DEBUG);
+	cr_assert_str_eq(cfg->spool_dir, "/srv/spool");
+	cr_assert_not(cfg->fsync);
+	cr_assert_eq(cfg->segment_size, 1u << 20);
+	cr_assert(local(cfg, "example.org"));
+	cr_assert_eq(cfg->nrelay_networks, 1);
+	cr_assert_not(config_addr_may_relay(cfg, sa("127.0.0.1")), "the default is replaced");
+	config_free(cfg);
+}
+
+Test(config, shards_zero_means_the_number_of_cpus)
+{
+	struct config *cfg = load("[server]\nshards = 0\n");
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	cr_assert_geq(cfg->shards, 1);
+	cr_assert_leq(cfg->shards, n < 256 ? n : 256);
+	config_free(cfg);
+}
+
+Test(config, comments_indentation_and_crlf_are_accepted)
+{
+	struct config *cfg = load("; a comment\r\n"
+				  "# another\r\n"
+				  "\r\n"
+				  "[server]\r\n"
+				  "    max_errors = 7   ; inline comment\r\n"
+				  "    max_recipients = 9 # inline comment\r\n"
+				  "\t hostname = mx.example.com\r\n");
+
+	cr_assert_eq(cfg->max_errors, 7);
+	cr_assert_eq(cfg->max_recipients, 9);
+	cr_assert_str_eq(cfg->hostname, "mx.example.com");
+	config_free(cfg);
+}
+
+Test(config, utf8_byte_order_mark_is_ignored)
+{
+	struct config *cfg = load("\xef\xbb\xbf[server]\nmax_errors = 5\n");
+
+	cr_assert_eq(cfg->max_errors, 5);
+	config_free(cfg);
+	assert_error("\xef\xbb\xbf[nope]\n", "test.conf:1: unknown section [nope]");
+}
+
+Test(config, a_section_may_appear_twice)
+{
+	struct config *cfg = load("[server]\nmax_errors = 7\n[spool]\nfsync = no\n"
+				  "[server]\nmax_recipients = 9\n");
+
+	cr_assert_eq(cfg->max_errors, 7);
+	cr_assert_eq(cfg->max_recipients, 9);
+	config_free(cfg);
+}
+
+Test(config, lines_longer_than_inih_default_buffer_are_read_whole)
+{
+	char text[8192] = "[accept]\ndomains =";
+	struct config *cfg;
+
+	for (int i = 0; i < 300; i++)
+		sprintf(text + strlen(text), " d%d.example", i);
+	strcat(text, "\n[server]\nmax_errors = 4\n");
+	cfg = load(text);
+	cr_assert(local(cfg, "d0.example"));
+	cr_assert(local(cfg, "d299.example"));
+	cr_assert_eq(cfg->max_errors, 4, "the line after the long one is line 4, as written");
+	config_free(cfg);
+}
+
+/* ---- Errors: where and what --------------------------------------------------------------- */
+
+Test(config, unknown_key_is_reported_with_file_and_line)
+{
+	assert_error("# comment\n[server]\nlisen = 127.0.0.1:25\n",
+		     "test.conf:3: unknown key \"lisen\" in [server]");
+}
+
+Test(config, unknown_section_is_reported_with_file_and_line)
+{
+	assert_error("[server]\nmax_errors = 3\n\n\n\n\n[foo]\nbar = 1\n",
+		     "test.conf:7: unknown section [foo]");
+}
+
+Test(config, unknown_section_without_keys_is_still_an_error)
+{
+	assert_error("[server]\n[spol]\n", "test.conf:2: unknown section [spol]");
+}
+
+Test(config, key_outside_any_section_is_an_error)
+{
+	assert_error("\nlisten = 127.0.0.1:25\n",
+		     "test.conf:2: key \"listen\" is outside any section");
+}
+
+Test(config, duplicate_key_is_an_error_naming_the_first_line)
+{
+	assert_error("[server]\nmax_errors = 3\n[spool]\nfsync = no\n[server]\nmax_errors = 4\n",
+		     "test.conf:6: duplicate key \"max_errors\" in [server] (first set on line 2)");
+}
+
+Test(config, syntax_errors_name_the_line)
+{
+	assert_error("[server]\nmax_errors 3\n",
+		     "test.conf:2: syntax error (expected [section], key = value, or a comment)");
+	assert_error("[server]\nmax_errors = 3\n[spool\n",
+		     "test.conf:3: syntax error (expected [section], key = value, or a comment)");
+}
+
+Test(config, the_first_error_wins)
+{
+	assert_error("[server]\nmax_errors = x\nnope = 1\n[bad]\n",
+		     "test.conf:2: [server] max_errors: expected a positive integer, got \"x\"");
+}
+
+Test(config, bad_value_error_names_file_line_section_and_key)
+{
+	assert_error("[server]\nlisten = 127.0.0.1:25\nmax_recipients = abc\n",
+		     "test.conf:3: [server] max_recipients: expected a positive integer, "
+		     "got \"abc\"");
+}
+
+Test(config, control_characters_in_values_are_escaped_in_messages)
+{
+	assert_error("[server]\nlog_level = \x1b[31mred\n",
+		     "test.conf:2: [server] log_level: expected debug, info, warn or error, got "
+		     "\"\\x1b[31mred\"");
+}
+
+Test(config, overlong_line_is_an_error)
+{
+	size_t n = 70000;
+	char *text = malloc(n + 64);
+
+	strcpy(text, "[accept]\ndomains = ");
+	memset(text + strlen(text), 'a', n);
+	strcpy(text + 19 + n, "\n");
+	assert_error(text, "test.conf:2: line is longer than 65536 bytes");
+	free(text);
+}
+
+Test(config, keys_and_sections_are_case_sensitive)
+{
+	assert_error("[server]\nListen = 127.0.0.1:25\n",
+		     "test.conf:2: unknown key \"Listen\" in [server]");
+	assert_error("[Server]\n", "test.conf:1: unknown section [Server]");
+}
+
+/* ---- Typed values ------------------------------------------------------------------------- */
+
+struct bad {
+	const char *section, *key, *value, *message;
+};
+
+static const struct bad bad_values[] = {
+    {"server", "shards", "abc", "expected a non-negative integer, got \"abc\""},
+    {"server", "shards", "257", "\"257\" is out of range, expected 0 to 256"},
+    {"server", "shards", "-1", "expected a non-negative integer, got \"-1\""},
+    {"server", "max_connections", "0", "\"0\" is out of range, expected 1 to 1048576"},
+    {"server", "max_connections", "1.5", "expected a positive integer, got \"1.5\""},
+    {"server", "max_connections", "", "expected a positive integer, got \"\""},
+    {"server", "max_connections", "+5", "expected a positive integer, got \"+5\""},
+    {"server", "max_connections", "5 0", "expected a positive integer, got \"5 0\""},
+    {"server", "max_connections", "99999999999999999999999",
+     "\"99999999999999999999999\" is out of range, expected 1 to 1048576"},
+    {"server", "max_connections_per_ip", "x", "expected a non-negative integer, got \"x\""},
+    {"server", "max_connections_per_ip", "1048577",
+     "\"1048577\" is out of range, expected 0 to 1048576"},
+    {"server", "max_message_size", "25X", "expected a size in bytes"},
+    {"server", "max_message_size", "25MB", "expected a size in bytes"},
+    {"server", "max_message_size", "1K", "\"1K\" is out of range, expected 64K to 1G"},
+    {"server", "max_message_size", "2G", "\"2G\" is out of range, expected 64K to 1G"},
+    {"server", "max_message_size", "18446744073709551615K", "is out of range"},
+    {"server", "max_recipients", "0", "\"0\" is out of range, expected 1 to 100000"},
+    {"server", "max_recipients", "100001", "out of range"},
+    {"server", "max_line_length", "511", "\"511\" is out of range, expected 512 to 65536"},
+    {"server", "max_line_length", "65537", "out of range"},
+    {"server", "max_line_length", "1k", "expected a positive integer, got \"1k\""},
+    {"server", "max_errors", "0", "\"0\" is out of range, expected 1 to 1000"},
+    {"server", "timeout_greeting", "0", "\"0\" is out of range, expected 1 to 86400 seconds"},
+    {"server", "timeout_greeting", "5d", "expected a duration in seconds"},
+    {"server", "timeout_command", "1h30m", "expected a duration in seconds"},
+    {"server", "timeout_data", "25h", "\"25h\" is out of range"},
+    {"server", "timeout_session", "0s", "out of range"},
+    {"server", "greeting_delay_ms", "60001", "expected 0 to 60000"},
+    {"server", "greeting_delay_ms", "1s", "expected a non-negative integer, got \"1s\""},
+    {"server", "shutdown_timeout", "soon", "expected a duration in seconds"},
+    {"server", "bare_newline", "fix", "expected reject or accept, got \"fix\""},
+    {"server", "log_level", "warning", "expected debug, info, warn or error"},
+    {"server", "hostname", "", "expected a host name"},
+    {"server", "hostname", "mx_1.example.com", "expected a host name"},
+    {"server", "hostname", "mx..example.com", "expected a host name"},
+    {"server", "hostname", "mx.example.com.", "expected a host name"},
+    {"server", "hostname", "[192.0.2.1]", "expected a host name"},
+    {"server", "listen", "", "expected at least one addr:port"},
+    {"server", "listen", "localhost:25", "\"localhost:25\" is not addr:port"},
+    {"spool", "dir", "", "expected a path, got \"\""},
+    {"spool", "fsync", "maybe", "expected yes or no (or true, false, 1, 0), got \"maybe\""},
+    {"spool", "segment_size", "1023K", "\"1023K\" is out of range, expected 1M to 1G"},
+    {"spool", "segment_size", "big", "expected a size in bytes"},
+    {"accept", "domains", "exa_mple.com", "\"exa_mple.com\" is not a domain name"},
+    {"accept", "domains", "example.com..", "\"example.com..\" is not a domain name"},
+    {"accept", "domains", ".", "\".\" is not a domain name"},
+    {"accept", "relay_networks", "10.0.0.0/33", "\"10.0.0.0/33\" is not an address"},
+    {"accept", "relay_networks", "example.com", "\"example.com\" is not an address"},
+};
+
+Test(config, bad_values_are_rejected_for_every_typed_key)
+{
+	for (size_t i = 0; i < sizeof bad_values / sizeof bad_values[0]; i++) {
+		const struct bad *b = &bad_values[i];
+		char text[512], want[512];
+
+		snprintf(text, sizeof text, "[%s]\n%s = %s\n", b->section, b->key, b->value);
+		snprintf(want, sizeof want, "test.conf:2: [%s] %s: ", b->section, b->key);
+		assert_error_has(text, want);
+		cr_assert(strstr(err, b->message), "%s = %s: \"%s\" lacks \"%s\"", b->key, b->value,
+			  err, b->message);
+	}
+}
+
+Test(config, size_suffixes_are_binary_multiples)
+{
+	static const struct {
+		const char *text;
+		uint64_t bytes;
+	} sizes[] = {
+	    {"65536", 65536},	{"64k", 65536},		{"64K", 65536},
+	    {"25m", 25u << 20}, {"25M", 26214400},	{"1g", 1u << 30},
+	    {"1G", 1u << 30},	{"1048576K", 1u << 30}, {"0100K", 100u << 10},
+	};
+
+	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		char text[128];
+		struct config *cfg;
+
+		snprintf(text, sizeof text, "[server]\nmax_message_size = %s\n", sizes[i].text);
+		cfg = load(text);
+		cr_assert_eq(cfg->max_message_size, sizes[i].bytes, "%s", sizes[i].text);
+		config_free(cfg);
+	}
+}
+
+Test(config, duration_suffixes_are_seconds_minutes_and_hours)
+{
+	struct config *cfg = load("[server]\ntimeout_greeting = 45\ntimeout_command = 45s\n"
+				  "timeout_data = 10m\ntimeout_session = 24h\n"
+				  "shutdown_timeout = 1m\n");
+
+	cr_assert_eq(cfg->timeout_greeting, 45);
+	cr_assert_eq(cfg->timeout_command, 45);
+	cr_assert_eq(cfg->timeout_data, 600);
+	cr_assert_eq(cfg->timeout_session, 86400);
+	cr_assert_eq(cfg->shutdown_timeout, 60);
+	config_free(cfg);
+}
+
+Test(config, booleans_accept_yes_no_true_false_one_zero)
+{
+	static const char *const yes[] = {"yes", "YES", "true", "True", "1"};
+	static const char *const no[] = {"no", "No", "false", "FALSE", "0"};
+
+	for (size_t i = 0; i < 5; i++) {
+		char text[64];
+		struct config *cfg;
+
+		snprintf(text, sizeof text, "[spool]\nfsync = %s\n", yes[i]);
+		cfg = load(text);
+		cr_assert(cfg->fsync, "%s", yes[i]);
+		config_free(cfg);
+		snprintf(text, sizeof text, "[spool]\nfsync = %s\n", no[i]);
+		cfg = load(text);
+		cr_assert_not(cfg->fsync, "%s", no[i]);
+		config_free(cfg);
+	}
+}
+
+Test(config, log_levels_and_bare_newline_policies_are_read)
+{
+	static const char *const names[] = {"debug", "info", "warn", "error"};
+	static const enum config_log_level levels[] = {CONFIG_LOG_DEBUG, CONFIG_LOG_INFO,
+						       CONFIG_LOG_WARN, CONFIG_LOG_ERROR};
+	struct config *cfg;
+
+	for (size_t i = 0; i < 4; i++) {
+		char text[64];
+
+		snprintf(text, sizeof text, "[server]\nlog_level = %s\n", names[i]);
+		cfg = load(text);
+		cr_assert_eq(cfg->log_level, levels[i], "%s", names[i]);
+		config_free(cfg);
+	}
+	cfg = load("[server]\nbare_newline = reject\n");
+	cr_assert_eq(cfg->bare_newline, CONFIG_BARE_NEWLINE_REJECT);
+	config_free(cfg);
+}
+
+Test(config, step_timeouts_longer_than_the_session_timeout_are_rejected)
+{
+	assert_error("[server]\ntimeout_session = 60\n",
+		     "test.conf:2: [server] timeout_greeting (300 s) is longer than "
+		     "timeout_session (60 s)");
+	assert_error("[server]\ntimeout_session = 10m\ntimeout_greeting = 1m\n"
+		     "timeout_data = 1m\ntimeout_command = 11m\n",
+		     "test.conf:5: [server] timeout_command (660 s) is longer than "
+		     "timeout_session (600 s)");
+}
+
+Test(config, greeting_delay_must_be_shorter_than_the_session_timeout)
+{
+	assert_error("[server]\ngreeting_delay_ms = 60000\ntimeout_greeting = 30\n"
+		     "timeout_command = 30\ntimeout_data = 30\ntimeout_session = 60\n",
+		     "test.conf:6: [server] greeting_delay_ms (60000 ms) is not shorter than "
+		     "timeout_session (60 s)");
+}
+
+/* ---- listen ------------------------------------------------------------------------------- */
+
+Test(config, listen_parses_ipv4_ipv6_and_the_ipv4_wildcard)
+{
+	struct config *cfg = load("[server]\nlisten = 192.0.2.7:25 *:2525,[::1]:587 [::]:25\n");
+	const struct sockaddr_in *a = (const struct sockaddr_in *)&cfg->listen[0].addr;
+	const struct sockaddr_in *b = (const struct sockaddr_in *)&cfg->listen[1].addr;
+	const struct sockaddr_in6 *c = (const struct sockaddr_in6 *)&cfg->listen[2].addr;
+	const struct sockaddr_in6 *d = (const struct sockaddr_in6 *)&cfg->listen[3].addr;
+
+	cr_assert_eq(cfg->nlisten, 4);
+	cr_assert_eq(a->sin_family, AF_INET);
+	cr_assert_eq(ntohl(a->sin_addr.s_addr), 0xc0000207);
+	cr_assert_eq(ntohs(a->sin_port), 25);
+	cr_assert_eq(cfg->listen[0].addr_len, sizeof(struct sockaddr_in));
+	cr_assert_eq(b->sin_family, AF_INET);
+	cr_assert_eq(b->sin_addr.s_addr, htonl(INADDR_ANY));
+	cr_assert_eq(ntohs(b->sin_port), 2525);
+	cr_assert_str_eq(cfg->listen[1].text, "*:2525");
+	cr_assert_eq(c->sin6_family, AF_INET6);
+	cr_assert(IN6_IS_ADDR_LOOPBACK(&c->sin6_addr));
+	cr_assert_eq(ntohs(c->sin6_port), 587);
+	cr_assert_eq(cfg->listen[2].addr_len, sizeof(struct sockaddr_in6));
+	cr_assert_str_eq(cfg->listen[2].text, "[::1]:587");
+	cr_assert(IN6_IS_ADDR_UNSPECIFIED(&d->sin6_addr));
+	cr_assert_eq(ntohs(d->sin6_port), 25);
+	config_free(cfg);
+}
+
+Test(config, listen_parse_rejects_malformed_addresses)
+{
+	static const char *const bad[] = {
+	    "127.0.0.1",
+	    "127.0.0.1:",
+	    "127.0.0.1:0",
+	    "127.0.0.1:65536",
+	    "127.0.0.1:25x",
+	    "127.0.0.1:-25",
+	    ":25",
+	    "::1:25",
+	    "[::1]25",
+	    "[::1]",
+	    "[::1:25",
+	    "[127.0.0.1]:25",
+	    "[*]:25",
+	    "1.2.3:25",
+	    "256.0.0.1:25",
+	    "mx.example.com:25",
+	    "[fe80::1%eth0]:25",
+	    "127.0.0.1:2 5",
+	    "*:*",
+	    "",
+	    "[0000:0000:0000:0000:0000:0000:0000:0001]:25000000000000000000000000000000",
+	};
+	struct config_listen l;
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		cr_assert_eq(config_listen_parse(bad[i], &l), -EINVAL, "\"%s\"", bad[i]);
+	cr_assert_eq(config_listen_parse("127.0.0.1:65535", &l), 0);
+	cr_assert_eq(config_listen_parse("[::ffff:192.0.2.1]:25", &l), 0);
+}
+
+Test(config, duplicate_listen_address_is_an_error)
+{
+	assert_error("[server]\nlisten = 127.0.0.1:25 127.0.0.1:025\n",
+		     "test.conf:2: [server] listen: \"127.0.0.1:025\" is the same address as "
+		     "\"127.0.0.1:25\"");
+	assert_error_has("[server]\nlisten = *:25 0.0.0.0:25\n", "is the same address as");
+	assert_error_has("[server]\nlisten = [::]:25 [0::0]:25\n", "is the same address as");
+}
+
+Test(config, ipv4_and_ipv6_wildcards_are_different_addresses)
+{
+	struct config *cfg = load("[server]\nlisten = *:25 [::]:25\n");
+
+	cr_assert_eq(cfg->nlisten, 2);
+	config_free(cfg);
+}
+
+Test(config, more_than_sixteen_listen_addresses_is_an_error)
+{
+	char text[1024] = "[server]\nlisten =";
+
+	for (int i = 0; i < CONFIG_LISTEN_MAX + 1; i++)
+		sprintf(text + strlen(text), " 127.0.0.1:%d", 1000 + i);
+	assert_error(text, "test.conf:2: [server] listen: more than 16 addresses");
+}
+
+/* ---- relay_networks ----------------------------------------------------------------------- */
+
+Test(config, cidr_parse_accepts_networks_and_bare_addresses)
+{
+	struct config_cidr c;
+	const uint8_t ten[4] = {10, 0, 0, 0};
+
+	cr_assert_eq(config_cidr_parse("10.1.2.3/8", &c), 0);
+	cr_assert_eq(c.family, AF_INET);
+	cr_assert_eq(c.prefix, 8);
+	cr_assert_arr_eq(c.addr, ten, 4, "host bits are cleared");
+	cr_assert_eq(config_cidr_parse("192.0.2.1", &c), 0);
+	cr_assert_eq(c.prefix, 32, "a bare address is a host route");
+	cr_assert_eq(config_cidr_parse("2001:db8::1", &c), 0);
+	cr_assert_eq(c.family, AF_INET6);
+	cr_assert_eq(c.prefix, 128);
+	cr_assert_eq(config_cidr_parse("2001:db8:ffff::/33", &c), 0);
+	cr_assert_eq(c.prefix, 33);
+	cr_assert_eq(c.addr[4], 0x80, "bit 33 is kept, the rest cleared");
+	cr_assert_eq(c.addr[5], 0);
+	cr_assert_eq(config_cidr_parse("0.0.0.0/0", &c), 0);
+	cr_assert_eq(config_cidr_parse("::/0", &c), 0);
+}
+
+Test(config, cidr_parse_rejects_garbage)
+{
+	static const char *const bad[] = {
+	    "",
+	    "/8",
+	    "10.0.0.0/",
+	    "10.0.0.0/33",
+	    "10/8",
+	    "10.0.0.0/8/8",
+	    "10.0.0.0/-1",
+	    "10.0.0.0/ 8",
+	    "::1/129",
+	    "example.com",
+	    "1.2.3.4.5",
+	    "::g",
+	    "10.0.0.0/8x",
+	};
+	struct config_cidr c;
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		cr_assert_eq(config_cidr_parse(bad[i], &c), -EINVAL, "\"%s\"", bad[i]);
+}
+
+Test(config, cidr_match_checks_the_prefix_bits)
+{
+	struct config_cidr c;
+
+	cr_assert_eq(config_cidr_parse("192.0.2.128/25", &c), 0);
+	cr_assert(config_cidr_match(&c, sa("192.0.2.128")));
+	cr_assert(config_cidr_match(&c, sa("192.0.2.255")));
+	cr_assert_not(config_cidr_match(&c, sa("192.0.2.127")));
+	cr_assert_eq(config_cidr_parse("2001:db8::/32", &c), 0);
+	cr_assert(config_cidr_match(&c, sa("2001:db8:1::5")));
+	cr_assert_not(config_cidr_match(&c, sa("2001:db9::5")));
+	cr_assert_eq(config_cidr_parse("0.0.0.0/0", &c), 0);
+	cr_assert(config_cidr_match(&c, sa("203.0.113.9")));
+	cr_assert_not(config_cidr_match(&c, NULL));
+}
+
+Test(config, ipv4_mapped_client_matches_ipv4_cidr)
+{
+	struct config_cidr c;
+	struct config *cfg = load("[accept]\nrelay_networks = 10.0.0.0/8\n");
+
+	cr_assert_eq(config_cidr_parse("10.0.0.0/8", &c), 0);
+	cr_assert(config_cidr_match(&c, sa("::ffff:10.9.8.7")));
+	cr_assert_not(config_cidr_match(&c, sa("::ffff:11.9.8.7")));
+	cr_assert(config_addr_may_relay(cfg, sa("::ffff:10.9.8.7")));
+	cr_assert(config_addr_may_relay(cfg, sa("10.9.8.7")));
+	cr_assert_not(config_addr_may_relay(cfg, sa("::ffff:192.0.2.1")));
+	cr_assert_not(config_addr_may_relay(cfg, sa("::a09:807")), "IPv4-compatible is not mapped");
+	config_free(cfg);
+}
+
+Test(config, ipv4_mapped_network_in_the_config_is_read_as_ipv4)
+{
+	struct config_cidr c;
+	const uint8_t want[4] = {10, 0, 0, 0};
+
+	cr_assert_eq(config_cidr_parse("::ffff:10.0.0.0/104", &c), 0);
+	cr_assert_eq(c.family, AF_INET);
+	cr_assert_eq(c.prefix, 8);
+	cr_assert_arr_eq(c.addr, want, 4);
+	cr_assert(config_cidr_match(&c, sa("10.1.1.1")));
+	cr_assert(config_cidr_match(&c, sa("::ffff:10.1.1.1")));
+}
+
+Test(config, ipv6_networks_never_match_ipv4_clients)
+{
+	struct config *cfg = load("[accept]\nrelay_networks = ::/0\n");
+
+	cr_assert(config_addr_may_relay(cfg, sa("2001:db8::1")));
+	cr_assert_not(config_addr_may_relay(cfg, sa("192.0.2.1")));
+	cr_assert_not(config_addr_may_relay(cfg, sa("::ffff:192.0.2.1")));
+	config_free(cfg);
+}
+
+Test(config, empty_relay_networks_lets_no_one_relay)
+{
+	struct config *cfg = load("[accept]\nrelay_networks =\n");
+
+	cr_assert_eq(cfg->nrelay_networks, 0);
+	cr_assert_not(config_addr_may_relay(cfg, sa("127.0.0.1")));
+	cr_assert_not(config_addr_may_relay(cfg, sa("::1")));
+	config_free(cfg);
+}
+
+/* ---- domains and recipients --------------------------------------------------------------- */
+
+Test(config, domains_are_case_insensitive_and_ignore_one_trailing_dot)
+{
+	struct config *cfg = load("[accept]\ndomains = Example.COM. example.org,,mail.test\n");
+
+	cr_assert(local(cfg, "example.com"));
+	cr_assert(local(cfg, "EXAMPLE.com"));
+	cr_assert(local(cfg, "example.com."));
+	cr_assert(local(cfg, "Example.Org."));
+	cr_assert(local(cfg, "MAIL.TEST"));
+	cr_assert_not(local(cfg, "example.com.."));
+	cr_assert_not(local(cfg, "sub.example.com"));
+	cr_assert_not(local(cfg, "example.co"));
+	cr_assert_not(local(cfg, ""));
+	cr_assert_not(local(cfg, "."));
+	cr_assert(config_domain_is_local(cfg, "example.comXYZ", 11), "length is honoured");
+	config_free(cfg);
+}
+
+Test(config, recipients_file_lookup_is_case_insensitive)
+{
+	struct config *cfg;
+	char text[512];
+
+	make_tmpdir();
+	write_file("rcpt", "Alice@Example.com\nbob@example.com\n");
+	snprintf(text, sizeof text, "[accept]\ndomains = example.com\nrecipients = %s/rcpt\n",
+		 tmpdir);
+	cfg = load(text);
+	cr_assert(exists(cfg, "alice@example.com"));
+	cr_assert(exists(cfg, "ALICE@EXAMPLE.COM"));
+	cr_assert(exists(cfg, "Bob@Example.Com"));
+	cr_assert_not(exists(cfg, "carol@example.com"));
+	cr_assert_not(exists(cfg, "alice@example.co"));
+	cr_assert_not(exists(cfg, "alice@example.comm"));
+	cr_assert_not(exists(cfg, "lice@example.com"));
+	cr_assert(config_recipient_exists(cfg, "bob@example.comXX", 15), "length is honoured");
+	config_free(cfg);
+	remove_tmpdir();
+}
+
+Test(config, recipients_file_skips_comments_and_blank_lines)
+{
+	struct config *cfg;
+	char text[512];
+
+	make_tmpdir();
+	write_file("rcpt", "# the team\n\n   \nalice@example.com   # Alice\r\n"
+			   "  bob@example.com\n#carol@example.com\nalice@example.com\n");
+	snprintf(text, sizeof text, "[accept]\ndomains = example.com\nrecipients = %s/rcpt\n",
+		 tmpdir);
+	cfg = load(text);
+	cr_assert(exists(cfg, "alice@example.com"));
+	cr_assert(exists(cfg, "bob@example.com"));
+	cr_assert_not(exists(cfg, "carol@example.com"));
+	cr_assert_not(exists(cfg, "#carol@example.com"));
+	config_free(cfg);
+	remove_tmpdir();
+}
+
+Test(config, recipients_file_errors_name_that_file_and_line)
+{
+	static const struct {
+		const char *text, *message;
+	} bad[] = {
+	    {"a@example.com\n\nnot-an-address\n",
+	     ":3: expected an address like user@example.com, got \"not-an-address\""},
+	    {"a@example.com b@example.com\n",
+	     ":1: expected one address per line, got \"a@example.com b@example.com\""},
+	    {"@example.com\n", ":1: expected an address like user@example.com"},
+	    {"a@\n", ":1: expected an address like user@example.com"},
+	    {"a@exa mple.com\n", ":1: expected one address per line"},
+	    {"a@exa_mple.com\n", ":1: expected an address like user@example.com"},
+	    {"x\x01y@example.com\n", ":1: control character in \"x\\x01y@example.com\""},
+	};
+
+	make_tmpdir();
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char text[512], want[512];
+		const char *path = write_file("rcpt", bad[i].text);
+
+		snprintf(text, sizeof text, "[accept]\ndomains = example.com\nrecipients = %s\n",
+			 path);
+		snprintf(want, sizeof want, "%s%s", path, bad[i].message);
+		assert_error_has(text, want);
+		cr_assert_eq(strncmp(err, path, strlen(path)), 0, "%s", err);
+	}
+	remove_tmpdir();
+}
+
+Test(config, missing_recipients_file_is_reported_at_the_config_line)
+{
+	assert_error("[accept]\ndomains = example.com\nrecipients = /nonexistent/ringmx/rcpt\n",
+		     "test.conf:3: [accept] recipients: cannot open \"/nonexistent/ringmx/rcpt\": "
+		     "No such file or directory");
+}
+
+Test(config, relative_recipients_path_is_relative_to_the_config_directory)
+{
+	struct config *cfg;
+	char path[256], cwd[512];
+
+	make_tmpdir();
+	write_file("rcpt", "alice@example.com\n");
+	write_file("ringmx.conf", "[accept]\ndomains = example.com\nrecipients = rcpt\n");
+	snprintf(path, sizeof path, "%s/ringmx.conf", tmpdir);
+	cr_assert_not_null(getcwd(cwd, sizeof cwd));
+	cr_assert_neq(strcmp(cwd, tmpdir), 0);
+	cfg = config_load_file(path, err, sizeof err);
+	cr_assert_not_null(cfg, "%s", err);
+	cr_assert(exists(cfg, "alice@example.com"));
+	snprintf(path, sizeof path, "%s/rcpt", tmpdir);
+	cr_assert_str_eq(cfg->recipients_path, path);
+	config_free(cfg);
+	remove_tmpdir();
+}
+
+Test(config, no_recipients_file_means_every_address_exists)
+{
+	struct config *cfg = load("[accept]\ndomains = example.com\nrecipients =\n");
+
+	cr_assert_null(cfg->recipients);
+	cr_assert(exists(cfg, "anyone@example.com"));
+	config_free(cfg);
+}
+
+Test(config, recipients_without_local_domains_is_an_error)
+{
+	assert_error("[accept]\nrecipients = /etc/ringmx/recipients\n",
+		     "test.conf:2: [accept] recipients is set but [accept] domains is empty, so "
+		     "no address in it could ever be local");
+}
+
+Test(config, a_million_recipients_load_and_look_up, .timeout = 60)
+{
+	enum { N = 1000000 };
+	struct config *cfg;
+	char text[512], addr[64];
+	FILE *f;
+
+	make_tmpdir();
+	snprintf(text, sizeof text, "%s/rcpt", tmpdir);
+	f = fopen(text, "w");
+	cr_assert_not_null(f);
+	for (int i = 0; i < N; i++)
+		fprintf(f, "user%d@example.com\n", i);
+	fclose(f);
+	snprintf(text, sizeof text, "[accept]\ndomains = example.com\nrecipients = %s/rcpt\n",
+		 tmpdir);
+	cfg = load(text);
+	for (int i = 0; i < N; i++) {
+		int n = snprintf(addr, sizeof addr, "USER%d@Example.Com", i);
+
+		cr_assert(config_recipient_exists(cfg, addr, (size_t)n), "%s", addr);
+		n = snprintf(addr, sizeof addr, "user%d@example.com", i + N);
+		cr_assert_not(config_recipient_exists(cfg, addr, (size_t)n), "%s", addr);
+	}
+	config_free(cfg);
+	remove_tmpdir();
+}
+
+/* ---- Files -------------------------------------------------------------------------------- */
+
+Test(config, load_file_names_the_file_in_errors)
+{
+	struct config *cfg;
+	const char *path;
+	char want[512];
+
+	make_tmpdir();
+	path = write_file("ringmx.conf", "[server]\n\nmax_recipients = abc\n");
+	cfg = config_load_file(path, err, sizeof err);
+	cr_assert_null(cfg);
+	snprintf(want, sizeof want,
+		 "%s:3: [server] max_recipients: expected a positive integer, got \"abc\"", path);
+	cr_assert_str_eq(err, want);
+	remove_tmpdir();
+}
+
+Test(config, load_file_reports_a_missing_file)
+{
+	struct config *cfg = config_load_file("/nonexistent/ringmx.conf", err, sizeof err);
+
+	cr_assert_null(cfg);
+	cr_assert_str_eq(err, "/nonexistent/ringmx.conf: cannot read: No such file or directory");
+}
+
+Test(config, nul_byte_in_the_file_is_an_error)
+{
+	struct config *cfg;
+	char path[256], want[300];
+	FILE *f;
+
+	make_tmpdir();
+	snprintf(path, sizeof path, "%s/ringmx.conf", tmpdir);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fwrite("[server]\nmax_errors = 3\x00\n", 1, 24, f);
+	fclose(f);
+	cfg = config_load_file(path, err, sizeof err);
+	cr_assert_null(cfg);
+	snprintf(want, sizeof want, "%s:2: NUL byte in the file", path);
+	cr_assert_str_eq(err, want);
+	remove_tmpdir();
+}
+
+Test(config, error_message_is_cut_to_the_callers_buffer)
+{
+	char small[16];
+	struct config *cfg = config_load_string("[foo]\n", "test.conf", small, sizeof small);
+
+	cr_assert_null(cfg);
+	cr_assert_str_eq(small, "test.conf:1: un");
+	cr_assert_null(config_load_string("[foo]\n", "test.conf", NULL, 0));
+}
+
+/* ---- Reload ------------------------------------------------------------------------------- */
+
+Test(config, restart_changes_lists_only_keys_that_cannot_be_reloaded)
+{
+	struct config *a = load("[server]\nlisten = 127.0.0.1:25\nshards = 2\n");
+	struct config *b = load("[server]\nlisten = 127.0.0.1:025\nshards = 2\nmax_errors = 3\n"
+				"log_level = debug\n[accept]\ndomains = example.com\n");
+	struct config *c = load("[server]\nlisten = 127.0.0.1:26\nshards = 3\n"
+				"[spool]\ndir = /x\nsegment_size = 2M\nfsync = no\n");
+	char buf[256];
+
+	cr_assert_eq(config_restart_changes(a, b, buf, sizeof buf), 0);
+	cr_assert_str_eq(buf, "");
+	cr_assert_eq(config_restart_changes(a, c, buf, sizeof buf), 5);
+	cr_assert_str_eq(buf, "[server] listen, [server] shards, [spool] dir, "
+			      "[spool] segment_size, [spool] fsync");
+	cr_assert_eq(config_restart_changes(a, c, buf, 10), 5, "a short buffer still counts");
+	cr_assert_str_eq(buf, "[server] ");
+	config_free(a);
+	config_free(b);
+	config_free(c);
+}
+
+/* ---- Documentation ------------------------------------------------------------------------ */
+
+static char *
+read_docs(void)
+{
+	FILE *f = fopen("docs/config.md", "r");
+	static char buf[1 << 17];
+	size_t n;
+
+	cr_assert_not_null(f, "docs/config.md: %s (run the tests from the repository root)",
+			   strerror(errno));
+	n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return buf;
+}
+
+Test(config, docs_show_the_embedded_default_config_verbatim)
+{
+	cr_assert(strstr(read_docs(), config_default_text),
+		  "docs/config.md must contain config_default_text verbatim");
+}
+
+Test(config, docs_describe_every_key)
+{
+	static const char *const names[] = {
+	    "listen",
+	    "hostname",
+	    "shards",
+	    "max_connections",
+	    "max_connections_per_ip",
+	    "max_message_size",
+	    "max_recipients",
+	    "max_line_length",
+	    "max_errors",
+	    "timeout_greeting",
+	    "timeout_command",
+	    "timeout_data",
+	    "timeout_session",
+	    "greeting_delay_ms",
+	    "shutdown_timeout",
+	    "bare_newline",
+	    "log_level",
+	    "dir",
+	    "fsync",
+	    "segment_size",
+	    "domains",
+	    "relay_networks",
+	    "recipients",
+	};
+	const char *docs = read_docs();
+
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		char heading[64];
+
+		snprintf(heading, sizeof heading, "### `%s`", names[i]);
+		cr_assert(strstr(docs, heading), "docs/config.md lacks \"%s\"", heading);
+	}
+}
