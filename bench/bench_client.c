@@ -69,6 +69,7 @@ struct conn {
 	unsigned idle_pos;    /* index in client->idle, or UINT32_MAX */
 	bool cap_size, pipelining, chunking;
 	bool reconnect; /* after closing: connect again if there is work */
+	bool in_setup;  /* connecting, greeting or EHLO: counted in client->nsetup */
 	bool in_txn, measured, mail_ok;
 	unsigned rcpt_i, rcpt_ok, pipe_i;
 	int rcpt_code; /* first refused RCPT's code */
@@ -93,6 +94,7 @@ struct bench_client {
 	struct conn *conns;
 	unsigned nconns;
 	unsigned finished; /* slots in CONN_DONE */
+	unsigned nsetup;   /* slots on their way to CONN_READY */
 	char *bufmem;
 	size_t cbuf_size;
 	uint32_t *idle; /* open loop: READY connections waiting for an arrival */
@@ -381,6 +383,9 @@ conn_recv(struct bench_client *c, struct conn *k)
 
 	ASSERT(!(k->ops & (1u << OP_RECV)) && k->rlen < BENCH_CLIENT_RBUF);
 	io_uring_prep_recv(sqe, k->fd, k->rbuf + k->rlen, BENCH_CLIENT_RBUF - k->rlen, 0);
+	/* Every byte so far is consumed and the next reply needs our next write: skip the
+	 * attempt that would only say EAGAIN and wait for data straight away. */
+	sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 	io_uring_sqe_set_data64(sqe, op_data(OP_RECV, k));
 	k->ops |= 1u << OP_RECV;
 }
@@ -476,6 +481,21 @@ client_has_work(const struct bench_client *c)
 		return t < c->end_ns && c->now_ns < c->end_ns;
 	}
 	return c->started_measured < c->quota;
+}
+
+/*
+ * Whether a closed connection should be replaced. With a message count, not when the
+ * connections already on their way up (or idle) can take every message that is left: with
+ * --per-conn 1 that would open connections only to QUIT them.
+ */
+static bool
+client_needs_conn(const struct bench_client *c)
+{
+	if (!client_has_work(c))
+		return false;
+	if (c->end_ns)
+		return true;
+	return c->quota - c->started_measured > (uint64_t)c->nsetup + c->nidle;
 }
 
 static uint64_t
@@ -700,6 +720,15 @@ txn_rcpt_reply(struct bench_client *c, struct conn *k, int code)
 	return false;
 }
 
+static void
+conn_setup_end(struct bench_client *c, struct conn *k)
+{
+	if (k->in_setup) {
+		k->in_setup = false;
+		c->nsetup--;
+	}
+}
+
 /* ---- reply handlers, one per state ---------------------------------------------------- */
 
 static void
@@ -732,6 +761,7 @@ conn_session_ready(struct bench_client *c, struct conn *k, bool pipelining, bool
 {
 	const struct bench_opts *o = c->o;
 
+	conn_setup_end(c, k);
 	k->fail_streak = 0;
 	k->msgs_on_conn = 0;
 	k->pipelining = o->pipelining && pipelining;
@@ -930,6 +960,12 @@ on_unsolicited(struct bench_client *c, struct conn *k, int code)
 static void
 conn_on_reply(struct bench_client *c, struct conn *k, int code, const char *r, size_t len)
 {
+	if (code == 421 && k->in_txn) {
+		/* RFC 5321 3.8: the server is closing the channel; nothing more will come. */
+		txn_end(c, k, TXN_REJECTED, code);
+		conn_close(c, k, true);
+		return;
+	}
 	switch (k->state) {
 	case CONN_GREETING:
 		on_greeting(c, k, code);
@@ -1076,6 +1112,8 @@ conn_connect(struct bench_client *c, struct conn *k)
 	/* Lock-step commands are small writes that must leave at once (no Nagle delay). */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	k->fd = fd;
+	k->in_setup = true;
+	c->nsetup++;
 	k->ops = 0;
 	k->rlen = 0;
 	k->in_txn = false;
@@ -1099,7 +1137,7 @@ conn_closed(struct bench_client *c, struct conn *k)
 	if (k->fail_streak >= BENCH_CLIENT_CONNECT_TRIES) {
 		c->st.gave_up = true;
 		conn_set_done(c, k);
-	} else if (!k->reconnect || !client_has_work(c)) {
+	} else if (!k->reconnect || !client_needs_conn(c)) {
 		conn_set_done(c, k);
 	} else if (k->fail_streak == 0) {
 		conn_connect(c, k);
@@ -1114,6 +1152,7 @@ static void
 conn_close(struct bench_client *c, struct conn *k, bool reconnect)
 {
 	idle_remove(c, k);
+	conn_setup_end(c, k);
 	k->reconnect = reconnect;
 	k->deadline_ns = 0;
 	k->state = CONN_CLOSING;

@@ -51,7 +51,7 @@
 
 /* A message that fills a spool record must still fit in one, envelope and Received: included. */
 _Static_assert(CONFIG_MESSAGE_SIZE_MAX <= SPOOL_RECORD_MAX / 2, "message size vs spool record");
-_Static_assert(SPOOL_RCPT_MAX >= 1000, "max_recipients default above the spool's bound");
+_Static_assert(SPOOL_RCPT_MAX >= 1000, "the max_recipients default is within the spool's bound");
 _Static_assert(CONFIG_HOSTNAME_MAX >= CONFIG_DOMAIN_MAX, "hostname buffer");
 _Static_assert(CONFIG_ADDRESS_MAX <= CONFIG_STRSET_STR_MAX, "strset string bound");
 
@@ -271,6 +271,7 @@ enum key_id {
 	K_TIMEOUT_DATA,
 	K_TIMEOUT_SESSION,
 	K_GREETING_DELAY_MS,
+	K_BUSY_POLL_US,
 	K_SHUTDOWN_TIMEOUT,
 	K_BARE_NEWLINE,
 	K_LOG_LEVEL,
@@ -926,6 +927,8 @@ static const struct key keys[K_COUNT] = {
 			   CONFIG_TIMEOUT_MAX, &time_suffixes},
     [K_GREETING_DELAY_MS] = {"server", "greeting_delay_ms", key_unsigned, F(greeting_delay_ms), 0,
 			     CONFIG_GREETING_DELAY_MAX_MS, NULL},
+    [K_BUSY_POLL_US] = {"server", "busy_poll_us", key_unsigned, F(busy_poll_us), 0,
+			CONFIG_BUSY_POLL_MAX_US, NULL},
     [K_SHUTDOWN_TIMEOUT] = {"server", "shutdown_timeout", key_unsigned, F(shutdown_timeout), 0,
 			    CONFIG_TIMEOUT_MAX, &time_suffixes},
     [K_BARE_NEWLINE] = {"server", "bare_newline", key_bare_newline, 0, 0, 0, NULL},
@@ -1075,6 +1078,7 @@ config_set_defaults(struct config *cfg)
 	cfg->timeout_data = 300;
 	cfg->timeout_session = 3600;
 	cfg->greeting_delay_ms = 0;
+	cfg->busy_poll_us = 0;
 	cfg->shutdown_timeout = 10;
 	cfg->bare_newline = CONFIG_BARE_NEWLINE_REJECT;
 	cfg->log_level = CONFIG_LOG_INFO;
@@ -1326,16 +1330,19 @@ config_load_default(char *err, size_t err_len)
 static int
 read_file(const char *path, char **text, size_t *len)
 {
-	size_t cap = 0, n = 0;
-	char *buf = NULL;
+	size_t cap = 4096, n = 0;
+	char *buf;
 	ssize_t r = 1;
 	int rc = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
 		return -errno;
+	buf = malloc(cap);
+	if (!buf)
+		rc = -ENOMEM;
 	while (rc == 0 && r != 0) {
 		if (n + 1 >= cap) {
-			char *nbuf = realloc(buf, cap = cap ? cap * 2 : 4096);
+			char *nbuf = realloc(buf, cap *= 2);
 
 			if (!nbuf) {
 				rc = -ENOMEM;
@@ -1456,14 +1463,18 @@ listen_lists_equal(const struct config *a, const struct config *b)
 unsigned
 config_restart_changes(const struct config *old, const struct config *next, char *buf, size_t len)
 {
+	/* max_connections sizes each shard's connection slot pool, allocated at start */
 	const bool changed[] = {
 	    !listen_lists_equal(old, next),
 	    old->shards != next->shards,
+	    old->max_connections != next->max_connections,
 	    strcmp(old->spool_dir, next->spool_dir) != 0,
 	    old->segment_size != next->segment_size,
 	    old->fsync != next->fsync,
+	    old->busy_poll_us != next->busy_poll_us,
 	};
-	static const enum key_id ids[] = {K_LISTEN, K_SHARDS, K_SPOOL_DIR, K_SEGMENT_SIZE, K_FSYNC};
+	static const enum key_id ids[] = {K_LISTEN,    K_SHARDS,       K_MAX_CONNECTIONS,
+					  K_SPOOL_DIR, K_SEGMENT_SIZE, K_FSYNC, K_BUSY_POLL_US};
 	unsigned n = 0;
 	size_t used = 0;
 

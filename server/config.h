@@ -24,6 +24,7 @@
 
 #define CONFIG_LISTEN_MAX 16
 #define CONFIG_HOSTNAME_MAX 255
+#define CONFIG_BUSY_POLL_MAX_US 10000
 
 struct config_listen {
 	struct sockaddr_storage addr;
@@ -65,6 +66,7 @@ struct config {
 	unsigned timeout_data;           /* s: waiting for more DATA/BDAT bytes */
 	unsigned timeout_session;        /* s: a whole connection */
 	unsigned greeting_delay_ms;      /* ms: pause before the greeting; early talkers rejected */
+	unsigned busy_poll_us;           /* us: poll for completions before sleeping, under load */
 	unsigned shutdown_timeout;       /* s: how long a graceful stop waits for transactions */
 	enum config_bare_newline bare_newline;
 	enum config_log_level log_level;
@@ -106,9 +108,9 @@ int config_listen_parse(const char *text, struct config_listen *out);
 
 /*
  * For SIGHUP: the keys that differ between the running config and the new one but take effect
- * only on a restart ([server] listen, shards; [spool] dir, segment_size, fsync). Writes their
- * names into buf ("[server] listen, [spool] dir"; "" when none) and returns how many there are.
- * Every other key takes effect on reload.
+ * only on a restart ([server] listen, shards, max_connections; [spool] dir, segment_size,
+ * fsync). Writes their names into buf ("[server] listen, [spool] dir"; "" when none, cut to
+ * len) and returns how many there are. Every other key takes effect on reload.
  */
 unsigned config_restart_changes(const struct config *old, const struct config *next, char *buf,
 				size_t len);

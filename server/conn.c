@@ -240,8 +240,8 @@ conn_in_drain(struct conn *c)
 void
 conn_deliver(struct conn *c, const char *p, size_t n)
 {
-	if (c->closing)
-		return;
+	if (c->closing || c->sess.state == SMTP_ST_CLOSING)
+		return; /* after a final reply (QUIT, 421) the rest is not read */
 	c->sess.bytes_in += n;
 	if (c->in_len > 0) {
 		/* Earlier bytes wait (partial line, or a commit in progress): keep order. */

@@ -30,6 +30,7 @@ struct loop_params {
 	unsigned nbufs;     /* provided receive buffers (a power of two) */
 	unsigned buf_size;  /* bytes each */
 	unsigned buf_group; /* buffer group id */
+	unsigned spin_us;   /* after a busy turn, poll this long for completions before sleeping */
 };
 
 struct loop {
@@ -41,6 +42,8 @@ struct loop {
 	unsigned bufs_pending; /* returned since the last advance */
 	struct timer_wheel wheel;
 	uint64_t now_ms; /* CLOCK_MONOTONIC, updated every turn */
+	unsigned spin_us;
+	unsigned last_cqes; /* completions handled in the last turn */
 };
 
 struct loop_ops {
@@ -76,5 +79,6 @@ void loop_buf_return(struct loop *l, unsigned bid);
 int loop_turn(struct loop *l, const struct loop_ops *ops, void *ctx, int wait_ms);
 
 uint64_t loop_clock_ms(void);
+uint64_t loop_clock_us(void);
 
 #endif

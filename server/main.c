@@ -97,33 +97,6 @@ shard_count(const struct config *cfg)
 	return n > SHARDS_MAX ? SHARDS_MAX : (unsigned)n;
 }
 
-/* The keys a running server cannot change; returns a comma list of those that differ. */
-static void
-config_restart_keys(const struct config *a, const struct config *b, char *out, size_t len)
-{
-	out[0] = '\0';
-	bool listen_same = a->nlisten == b->nlisten;
-	for (unsigned i = 0; listen_same && i < a->nlisten; i++)
-		listen_same = strcmp(a->listen[i].text, b->listen[i].text) == 0;
-	struct {
-		bool differs;
-		const char *name;
-	} keys[] = {
-		{!listen_same, "listen"},
-		{a->shards != b->shards, "shards"},
-		{a->max_connections != b->max_connections, "max_connections"},
-		{strcmp(a->spool_dir, b->spool_dir) != 0, "spool.dir"},
-		{a->fsync != b->fsync, "spool.fsync"},
-		{a->segment_size != b->segment_size, "spool.segment_size"},
-	};
-	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-		if (!keys[i].differs)
-			continue;
-		size_t used = strlen(out);
-		snprintf(out + used, len - used, "%s%s", used ? "," : "", keys[i].name);
-	}
-}
-
 struct daemon {
 	const char *config_path;
 	struct config *cfg;
@@ -146,9 +119,8 @@ daemon_reload(struct daemon *d)
 		log_msg(LOG_ERROR, "reload_failed", "%s (keeping the running config)", err);
 		return;
 	}
-	char keys[256];
-	config_restart_keys(d->cfg, next, keys, sizeof keys);
-	if (keys[0]) {
+	char keys[512];
+	if (config_restart_changes(d->cfg, next, keys, sizeof keys) > 0) {
 		log_msg(LOG_WARN, "reload_partial", "changed but need a restart: %s", keys);
 		/* Keep the running values of those keys so the running shards stay consistent. */
 		memcpy(next->listen, d->cfg->listen, sizeof next->listen);
@@ -158,6 +130,7 @@ daemon_reload(struct daemon *d)
 		memcpy(next->spool_dir, d->cfg->spool_dir, sizeof next->spool_dir);
 		next->fsync = d->cfg->fsync;
 		next->segment_size = d->cfg->segment_size;
+		next->busy_poll_us = d->cfg->busy_poll_us;
 	}
 	d->cfg_gen++;
 	for (unsigned i = 0; i < d->nshards; i++)

@@ -58,7 +58,9 @@ shard_create(const struct shard_params *p, char *err, size_t err_len)
 	sh->nslots = cfg->max_connections + SHARD_SLOTS_SPARE;
 	sh->slots = calloc(sh->nslots, sizeof *sh->slots);
 	sh->free_slots = malloc(sh->nslots * sizeof *sh->free_slots);
-	sh->dirty = malloc(sh->nslots * sizeof *sh->dirty);
+	/* A slot can be freed and reused within one turn, so it may be listed twice. */
+	sh->dirty_cap = sh->nslots + SHARD_RING_ENTRIES * 8;
+	sh->dirty = malloc(sh->dirty_cap * sizeof *sh->dirty);
 	sh->scratch_size = 64 * 1024 + 64;
 	sh->scratch = malloc(sh->scratch_size);
 	if (!sh->slots || !sh->free_slots || !sh->dirty || !sh->scratch) {
@@ -158,7 +160,7 @@ shard_conn_dirty(struct shard *sh, struct conn *c)
 	if (c->dirty)
 		return;
 	c->dirty = true;
-	ASSERT(sh->ndirty < sh->nslots);
+	ASSERT(sh->ndirty < sh->dirty_cap);
 	sh->dirty[sh->ndirty++] = c->slot;
 }
 
@@ -409,6 +411,9 @@ shard_stop_begin(struct shard *sh)
 		struct io_uring_sqe *sqe = loop_sqe(&sh->loop);
 		io_uring_prep_cancel64(sqe, loop_ud(OP_ACCEPT, i, 0), 0);
 		io_uring_sqe_set_data64(sqe, loop_ud(OP_CANCEL, UINT32_MAX, 0));
+		/* The cancel is keyed by user_data; the socket itself goes once it completes. */
+		close(sh->listen_fd[i]);
+		sh->listen_fd[i] = -1;
 	}
 	log_msg(LOG_INFO, "stopping", "finishing %u connection(s), deadline %u s",
 		sh->used_slots, sh->cfg->shutdown_timeout);
@@ -537,6 +542,7 @@ shard_main(void *arg)
 		.nbufs = SHARD_RECV_BUFS,
 		.buf_size = SHARD_RECV_BUF_SIZE,
 		.buf_group = 1,
+		.spin_us = sh->cfg->busy_poll_us,
 	};
 	int rc = loop_init(&sh->loop, &lp, sh->start_err, sizeof sh->start_err);
 	if (rc < 0) {

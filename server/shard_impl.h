@@ -47,7 +47,7 @@ struct shard {
 	struct conn *conn_pool; /* freed conns kept for reuse, linked through ->shard */
 
 	uint32_t *dirty;
-	uint32_t ndirty;
+	uint32_t ndirty, dirty_cap;
 
 	struct spool *spool;
 	_Atomic uint32_t *next_seq;

@@ -924,6 +924,12 @@ Test(config, load_file_reports_a_missing_file)
 	cr_assert_str_eq(err, "/nonexistent/ringmx.conf: cannot read: No such file or directory");
 }
 
+Test(config, load_file_reports_a_directory)
+{
+	cr_assert_null(config_load_file("/", err, sizeof err));
+	cr_assert_str_eq(err, "/: cannot read: Is a directory");
+}
+
 Test(config, nul_byte_in_the_file_is_an_error)
 {
 	struct config *cfg;
@@ -960,16 +966,16 @@ Test(config, restart_changes_lists_only_keys_that_cannot_be_reloaded)
 	struct config *a = load("[server]\nlisten = 127.0.0.1:25\nshards = 2\n");
 	struct config *b = load("[server]\nlisten = 127.0.0.1:025\nshards = 2\nmax_errors = 3\n"
 				"log_level = debug\n[accept]\ndomains = example.com\n");
-	struct config *c = load("[server]\nlisten = 127.0.0.1:26\nshards = 3\n"
+	struct config *c = load("[server]\nlisten = 127.0.0.1:26\nshards = 3\nmax_connections = 9\n"
 				"[spool]\ndir = /x\nsegment_size = 2M\nfsync = no\n");
 	char buf[256];
 
 	cr_assert_eq(config_restart_changes(a, b, buf, sizeof buf), 0);
 	cr_assert_str_eq(buf, "");
-	cr_assert_eq(config_restart_changes(a, c, buf, sizeof buf), 5);
-	cr_assert_str_eq(buf, "[server] listen, [server] shards, [spool] dir, "
-			      "[spool] segment_size, [spool] fsync");
-	cr_assert_eq(config_restart_changes(a, c, buf, 10), 5, "a short buffer still counts");
+	cr_assert_eq(config_restart_changes(a, c, buf, sizeof buf), 6);
+	cr_assert_str_eq(buf, "[server] listen, [server] shards, [server] max_connections, "
+			      "[spool] dir, [spool] segment_size, [spool] fsync");
+	cr_assert_eq(config_restart_changes(a, c, buf, 10), 6, "a short buffer still counts");
 	cr_assert_str_eq(buf, "[server] ");
 	config_free(a);
 	config_free(b);
