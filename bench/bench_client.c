@@ -23,7 +23,7 @@
 
 #include "server/assert.h"
 
-#define REPLY_LINE_MAX 1000          /* RFC 5321 4.5.3.1.5 says 512; be lenient */
+#define REPLY_LINE_MAX 1000	     /* RFC 5321 4.5.3.1.5 says 512; be lenient */
 #define SWEEP_INTERVAL_NS 100000000u /* timeouts and reconnects are checked this often */
 #define BACKOFF_BASE_NS 50000000u    /* first reconnect delay after a failed attempt */
 #define SQ_ENTRIES_MAX 32768u
@@ -31,22 +31,22 @@
 #define MSG_LINE_BYTES 76 /* RFC 5322 2.1.1 recommends 78 at most */
 
 enum conn_state {
-	CONN_DOWN,       /* no socket; reconnect at retry_ns */
+	CONN_DOWN,	 /* no socket; reconnect at retry_ns */
 	CONN_CONNECTING, /* connect in flight */
-	CONN_GREETING,   /* waiting for 220 */
+	CONN_GREETING,	 /* waiting for 220 */
 	CONN_EHLO,
-	CONN_HELO,       /* EHLO was refused; trying HELO */
-	CONN_READY,      /* session up, no transaction (open loop: maybe on the idle stack) */
-	CONN_MAIL,       /* lock-step: waiting for the MAIL reply */
-	CONN_RCPT,       /* lock-step: waiting for RCPT reply number rcpt_i */
-	CONN_DATA,       /* lock-step: waiting for 354 */
-	CONN_PIPE,       /* pipelined: waiting for the replies to MAIL, RCPT..., DATA/BDAT */
-	CONN_FINAL,      /* message sent: waiting for the final reply */
-	CONN_DRAIN,      /* sent a lone "." after a 354 with no recipient; waiting for its reply */
-	CONN_RSET,       /* transaction failed after MAIL was accepted; waiting for RSET's 250 */
-	CONN_QUIT,       /* waiting for 221 */
-	CONN_CLOSING,    /* cancelling what is in flight; the socket closes when nothing is */
-	CONN_DONE,       /* no more work for this slot, or it gave up */
+	CONN_HELO,    /* EHLO was refused; trying HELO */
+	CONN_READY,   /* session up, no transaction (open loop: maybe on the idle stack) */
+	CONN_MAIL,    /* lock-step: waiting for the MAIL reply */
+	CONN_RCPT,    /* lock-step: waiting for RCPT reply number rcpt_i */
+	CONN_DATA,    /* lock-step: waiting for 354 */
+	CONN_PIPE,    /* pipelined: waiting for the replies to MAIL, RCPT..., DATA/BDAT */
+	CONN_FINAL,   /* message sent: waiting for the final reply */
+	CONN_DRAIN,   /* sent a lone "." after a 354 with no recipient; waiting for its reply */
+	CONN_RSET,    /* transaction failed after MAIL was accepted; waiting for RSET's 250 */
+	CONN_QUIT,    /* waiting for 221 */
+	CONN_CLOSING, /* cancelling what is in flight; the socket closes when nothing is */
+	CONN_DONE,    /* no more work for this slot, or it gave up */
 };
 
 enum conn_op { OP_CONNECT = 1, OP_RECV, OP_SEND, OP_CANCEL };
@@ -55,29 +55,41 @@ enum txn_outcome { TXN_ACCEPTED, TXN_REJECTED, TXN_ERRORED };
 
 enum conn_fail_kind { FAIL_IO, FAIL_TIMEOUT, FAIL_PROTOCOL, FAIL_SESSION };
 
-#define STAMP_START 1u
-#define STAMP_EOD 2u
+#define STAMP_START 1u	 /* cur.t_start_ns */
+#define STAMP_EOD 2u	 /* cur.t_eod_ns */
+#define STAMP_FIN_EOD 4u /* fin.t_eod_ns */
+
+/* What is measured of one transaction. */
+struct txn {
+	const struct bench_msg *msg;
+	uint64_t t_start_ns; /* MAIL written, or the intended start (open loop) */
+	uint64_t t_eod_ns;   /* the write with "." (or BDAT LAST) submitted */
+	bool measured;	     /* started after the warm-up */
+};
 
 struct conn {
 	int fd;
 	uint32_t slot;
 	uint32_t gen; /* bumped on every connect; completions of an older one are dropped */
 	enum conn_state state;
-	unsigned ops; /* bit (1 << enum conn_op) for each operation in flight */
-	unsigned stamp; /* STAMP_* to take at the next submit */
+	unsigned ops;	      /* bit (1 << enum conn_op) for each operation in flight */
+	unsigned stamp;	      /* STAMP_* to take at the next submit */
 	unsigned fail_streak; /* failed connection attempts in a row */
 	unsigned idle_pos;    /* index in client->idle, or UINT32_MAX */
 	bool cap_size, pipelining, chunking;
-	bool reconnect; /* after closing: connect again if there is work */
-	bool in_setup;  /* connecting, greeting or EHLO: counted in client->nsetup */
-	bool in_txn, measured, mail_ok;
+	bool reconnect;	  /* after closing: connect again if there is work */
+	bool in_setup;	  /* connecting, greeting or EHLO: counted in client->nsetup */
+	bool in_txn;	  /* cur is open: replies to its commands are due */
+	bool fin_pending; /* fin's message is written: the next reply is its final reply */
+	bool mail_ok;
 	unsigned rcpt_i, rcpt_ok, pipe_i;
+	int mail_code; /* MAIL's reply */
 	int rcpt_code; /* first refused RCPT's code */
-	int rset_code; /* the rejection reported once RSET is answered */
-	uint64_t msgs_on_conn;
+	uint64_t started_on_conn;
 	uint64_t seq;
-	uint64_t t_start_ns, t_eod_ns, deadline_ns, retry_ns;
-	const struct bench_msg *msg;
+	uint64_t deadline_ns, retry_ns;
+	struct txn cur; /* the open transaction */
+	struct txn fin; /* the one before, waiting for its final reply (see txn_send_message) */
 	struct msghdr mh;
 	struct iovec iov[2];
 	char *cbuf; /* commands of the current write */
@@ -139,9 +151,9 @@ msg_date(char *out, size_t cap, uint64_t date_s)
 	struct tm tm;
 
 	gmtime_r(&t, &tm);
-	return (size_t)snprintf(out, cap, "%s, %02d %s %04d %02d:%02d:%02d +0000",
-				days[tm.tm_wday], tm.tm_mday, mons[tm.tm_mon], tm.tm_year + 1900,
-				tm.tm_hour, tm.tm_min, tm.tm_sec);
+	return (size_t)snprintf(out, cap, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday],
+				tm.tm_mday, mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
+				tm.tm_min, tm.tm_sec);
 }
 
 void
@@ -261,19 +273,19 @@ client_ring_init(struct bench_client *c)
 	unsigned sq = roundup_pow2(want < SQ_ENTRIES_MAX ? want : SQ_ENTRIES_MAX);
 	unsigned cq = roundup_pow2(want < CQ_ENTRIES_MAX ? want : CQ_ENTRIES_MAX);
 	static const unsigned flag_sets[] = {
-		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-		IORING_SETUP_COOP_TASKRUN,
-		0,
+	    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+	    IORING_SETUP_COOP_TASKRUN,
+	    0,
 	};
 	int rc = -EINVAL;
 
 	if (cq < 2 * sq)
 		cq = 2 * sq;
 	/* Newest flags first: DEFER_TASKRUN runs completions only when we wait, in one batch. */
-	for (unsigned i = getenv("RFLAGS") ? (unsigned)atoi(getenv("RFLAGS")) : 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
+	for (unsigned i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
 		struct io_uring_params p = {
-			.flags = flag_sets[i] | IORING_SETUP_CQSIZE,
-			.cq_entries = cq,
+		    .flags = flag_sets[i] | IORING_SETUP_CQSIZE,
+		    .cq_entries = cq,
 		};
 
 		rc = io_uring_queue_init_params(sq, &c->ring, &p);
@@ -402,35 +414,40 @@ conn_sendmsg(struct bench_client *c, struct conn *k)
 }
 
 /*
- * One write of cbuf[0..clen) followed by body[0..blen) (either may be empty). Returns false
- * (and fails the connection) if the previous write is still in flight: the server answered
- * before reading all we sent, and we cannot reuse the buffers yet.
+ * One write of a[0..alen) then b[0..blen) (b may be empty): commands in cbuf and message bytes
+ * from the shared, read-only message, in either order. Fails the connection if the previous
+ * write is still in flight: the server answered before it read all we sent, and cbuf cannot
+ * be reused yet.
  */
-static bool
-conn_send(struct bench_client *c, struct conn *k, size_t clen, const char *body, size_t blen)
+static void
+conn_send(struct bench_client *c, struct conn *k, const void *a, size_t alen, const void *b,
+	  size_t blen)
 {
 	if (k->ops & (1u << OP_SEND)) {
 		conn_fail(c, k, FAIL_PROTOCOL, 0);
-		return false;
+		return;
 	}
-	ASSERT(clen <= c->cbuf_size);
-	k->mh.msg_iovlen = 0;
-	if (clen)
-		k->iov[k->mh.msg_iovlen++] = (struct iovec){.iov_base = k->cbuf, .iov_len = clen};
-	if (blen)
-		k->iov[k->mh.msg_iovlen++] = (struct iovec){.iov_base = (void *)body,
-							    .iov_len = blen};
+	ASSERT(alen > 0);
+	k->iov[0] = (struct iovec){.iov_base = (void *)a, .iov_len = alen};
+	k->iov[1] = (struct iovec){.iov_base = (void *)b, .iov_len = blen};
+	k->mh.msg_iovlen = blen ? 2 : 1;
 	conn_sendmsg(c, k);
-	return true;
 }
 
-static bool
+static void
+conn_send_cmd(struct bench_client *c, struct conn *k, size_t len)
+{
+	ASSERT(len <= c->cbuf_size);
+	conn_send(c, k, k->cbuf, len, NULL, 0);
+}
+
+static void
 conn_send_str(struct bench_client *c, struct conn *k, const char *s)
 {
 	size_t len = strlen(s);
 
 	memcpy(k->cbuf, s, len);
-	return conn_send(c, k, len, NULL, 0);
+	conn_send_cmd(c, k, len);
 }
 
 /* Marks a time to be read right before the submit that carries this connection's write. */
@@ -453,9 +470,11 @@ client_apply_stamps(struct bench_client *c)
 		struct conn *k = &c->conns[c->stamps[i]];
 
 		if (k->stamp & STAMP_START)
-			k->t_start_ns = t;
+			k->cur.t_start_ns = t;
 		if (k->stamp & STAMP_EOD)
-			k->t_eod_ns = t;
+			k->cur.t_eod_ns = t;
+		if (k->stamp & STAMP_FIN_EOD)
+			k->fin.t_eod_ns = t;
 		k->stamp = 0;
 	}
 	c->nstamps = 0;
@@ -476,8 +495,8 @@ client_has_work(const struct bench_client *c)
 	if (atomic_load_explicit(&c->plan->stop, memory_order_relaxed))
 		return false;
 	if (c->end_ns) {
-		uint64_t t = c->rate > 0 && c->arr_started ? client_arrival_ns(c, c->arr_k)
-							    : c->now_ns;
+		uint64_t t =
+		    c->rate > 0 && c->arr_started ? client_arrival_ns(c, c->arr_k) : c->now_ns;
 		return t < c->end_ns && c->now_ns < c->end_ns;
 	}
 	return c->started_measured < c->quota;
@@ -496,6 +515,27 @@ client_needs_conn(const struct bench_client *c)
 	if (c->end_ns)
 		return true;
 	return c->quota - c->started_measured > (uint64_t)c->nsetup + c->nidle;
+}
+
+/*
+ * Whether a transaction may start now; *intended_ns is its intended start in the open loop
+ * (an arrival that is due, which is then taken) and 0 in the closed loop.
+ */
+static bool
+client_take_arrival(struct bench_client *c, uint64_t *intended_ns)
+{
+	if (!client_has_work(c))
+		return false;
+	*intended_ns = 0;
+	if (c->rate <= 0)
+		return true;
+	uint64_t due = client_arrival_ns(c, c->arr_k);
+
+	if (due > c->now_ns)
+		return false;
+	c->arr_k++;
+	*intended_ns = due;
+	return true;
 }
 
 static uint64_t
@@ -579,7 +619,7 @@ cmd_mail(const struct bench_client *c, const struct conn *k, char *out)
 	if (k->cap_size) {
 		/* RFC 1870: declaring the size lets the server refuse early, as real clients do. */
 		n += PUT(out + n, " SIZE=");
-		n += cmd_put_u64(out + n, k->msg->len);
+		n += cmd_put_u64(out + n, k->cur.msg->len);
 	}
 	return n + PUT(out + n, "\r\n");
 }
@@ -598,66 +638,78 @@ cmd_bdat(const struct conn *k, char *out)
 {
 	size_t n = PUT(out, "BDAT ");
 
-	n += cmd_put_u64(out + n, k->msg->len);
+	n += cmd_put_u64(out + n, k->cur.msg->len);
 	return n + PUT(out + n, " LAST\r\n");
 }
 
-/* Starts a transaction on a READY connection; intended_ns is 0 in the closed loop. */
-static void
-txn_start(struct bench_client *c, struct conn *k, uint64_t intended_ns)
+/*
+ * Opens the next transaction (cur) and writes its commands into cbuf: MAIL alone in lock-step;
+ * with PIPELINING, MAIL, every RCPT and DATA, or BDAT whose chunk follows in the same write
+ * (RFC 2920 3.1). intended_ns is 0 in the closed loop. Returns the length of the commands.
+ */
+static size_t
+txn_begin(struct bench_client *c, struct conn *k, uint64_t intended_ns)
 {
+	struct txn *t = &k->cur;
 	size_t n;
 
-	ASSERT(k->state == CONN_READY && !k->in_txn);
-	k->measured = (intended_ns ? intended_ns : c->now_ns) >= c->warmup_end_ns;
-	if (k->measured) {
+	ASSERT(!k->in_txn);
+	t->measured = (intended_ns ? intended_ns : c->now_ns) >= c->warmup_end_ns;
+	if (t->measured) {
 		c->started_measured++;
 		c->st.sent++;
 	}
 	k->in_txn = true;
+	k->started_on_conn++;
 	k->mail_ok = false;
 	k->rcpt_i = k->rcpt_ok = k->pipe_i = 0;
-	k->rcpt_code = 0;
-	k->msg = client_pick_msg(c);
+	k->mail_code = k->rcpt_code = 0;
+	t->msg = client_pick_msg(c);
 	k->seq = (uint64_t)c->index + (uint64_t)c->plan->nthreads * c->local_seq++;
 	if (intended_ns)
-		k->t_start_ns = intended_ns;
+		t->t_start_ns = intended_ns;
 	else
 		conn_stamp(c, k, STAMP_START);
 	n = cmd_mail(c, k, k->cbuf);
 	if (!k->pipelining) {
 		conn_expect(c, k, CONN_MAIL);
-		conn_send(c, k, n, NULL, 0);
-		return;
+		return n;
 	}
-	/* RFC 2920 3.1: MAIL, RCPT... and DATA (or BDAT with its chunk) may go in one write. */
 	for (unsigned r = 0; r < c->o->rcpts; r++)
 		n += cmd_rcpt(c, k, r, k->cbuf + n);
 	conn_expect(c, k, CONN_PIPE);
 	if (k->chunking) {
-		n += cmd_bdat(k, k->cbuf + n);
 		conn_stamp(c, k, STAMP_EOD);
-		conn_send(c, k, n, k->msg->data, k->msg->len);
-	} else {
-		n += PUT(k->cbuf + n, "DATA\r\n");
-		conn_send(c, k, n, NULL, 0);
+		return n + cmd_bdat(k, k->cbuf + n);
 	}
+	return n + PUT(k->cbuf + n, "DATA\r\n");
 }
 
+/* Starts a transaction on a READY connection. */
 static void
-txn_end(struct bench_client *c, struct conn *k, enum txn_outcome outcome, int code)
+txn_start(struct bench_client *c, struct conn *k, uint64_t intended_ns)
 {
-	ASSERT(k->in_txn);
-	k->in_txn = false;
-	k->msgs_on_conn++;
-	if (!k->measured)
+	ASSERT(k->state == CONN_READY);
+	size_t n = txn_begin(c, k, intended_ns);
+
+	if (k->pipelining && k->chunking)
+		conn_send(c, k, k->cbuf, n, k->cur.msg->data, k->cur.msg->len);
+	else
+		conn_send(c, k, k->cbuf, n, NULL, 0);
+}
+
+/* Counts how t ended, if it is measured; latencies only for accepted messages. */
+static void
+txn_record(struct bench_client *c, const struct txn *t, enum txn_outcome outcome, int code)
+{
+	if (!t->measured)
 		return;
 	switch (outcome) {
 	case TXN_ACCEPTED:
 		c->st.accepted++;
-		c->st.bytes_accepted += k->msg->len;
-		hist_record(c->eod, c->now_ns > k->t_eod_ns ? c->now_ns - k->t_eod_ns : 0);
-		hist_record(c->txn, c->now_ns > k->t_start_ns ? c->now_ns - k->t_start_ns : 0);
+		c->st.bytes_accepted += t->msg->len;
+		hist_record(c->eod, c->now_ns > t->t_eod_ns ? c->now_ns - t->t_eod_ns : 0);
+		hist_record(c->txn, c->now_ns > t->t_start_ns ? c->now_ns - t->t_start_ns : 0);
 		break;
 	case TXN_REJECTED:
 		c->st.rejected_total++;
@@ -671,38 +723,79 @@ txn_end(struct bench_client *c, struct conn *k, enum txn_outcome outcome, int co
 		c->st.t_last_ns = c->now_ns;
 }
 
-/*
- * A reply refused the transaction. 4xx/5xx end it (after RSET when the server holds an open
- * envelope, RFC 5321 4.1.1.5); any other unexpected code is counted the same way but means we
- * no longer agree with the server on where the dialogue is, so the connection is replaced.
- */
 static void
-txn_reject(struct bench_client *c, struct conn *k, int code, bool rset)
+cur_end(struct bench_client *c, struct conn *k, enum txn_outcome outcome, int code)
 {
-	if (code < 400 || code > 599) {
-		txn_end(c, k, TXN_REJECTED, code);
-		conn_close(c, k, true);
-		return;
-	}
-	if (rset) {
-		k->rset_code = code;
-		conn_expect(c, k, CONN_RSET);
-		conn_send_str(c, k, "RSET\r\n");
-		return;
-	}
-	txn_end(c, k, TXN_REJECTED, code);
-	conn_next(c, k);
+	ASSERT(k->in_txn);
+	k->in_txn = false;
+	txn_record(c, &k->cur, outcome, code);
 }
 
 static void
+fin_end(struct bench_client *c, struct conn *k, enum txn_outcome outcome, int code)
+{
+	ASSERT(k->fin_pending);
+	k->fin_pending = false;
+	txn_record(c, &k->fin, outcome, code);
+}
+
+/*
+ * After a refusal (already counted): a 4xx/5xx leaves the session usable, after RSET when the
+ * server still holds an envelope (RFC 5321 4.1.1.5). 421 means the server is closing (RFC
+ * 5321 3.8), and any other code that client and server no longer agree where the dialogue
+ * is: then the connection is replaced.
+ */
+static void
+conn_after_reject(struct bench_client *c, struct conn *k, int code, bool rset)
+{
+	if (code == 421 || code < 400 || code > 599) {
+		conn_close(c, k, true);
+	} else if (rset) {
+		conn_expect(c, k, CONN_RSET);
+		conn_send_str(c, k, "RSET\r\n");
+	} else {
+		conn_next(c, k);
+	}
+}
+
+/* A reply refused the open transaction: it is counted under that code. */
+static void
+txn_reject(struct bench_client *c, struct conn *k, int code, bool rset)
+{
+	cur_end(c, k, TXN_REJECTED, code);
+	conn_after_reject(c, k, code, rset);
+}
+
+/*
+ * Writes the open transaction's message (after 354, or after the RCPTs with BDAT); it becomes
+ * fin, whose final reply is the next reply to come. With PIPELINING and DATA, the next
+ * transaction's MAIL, RCPTs and DATA go in the same write: RFC 2920 3.1 lets message content
+ * be the first "command" of a group. That makes one round trip per message instead of two.
+ */
+static void
 txn_send_message(struct bench_client *c, struct conn *k)
 {
+	const struct bench_msg *m = k->cur.msg;
+	uint64_t per_conn = c->o->per_conn, intended_ns;
+
+	k->fin = k->cur;
+	k->in_txn = false;
+	k->fin_pending = true;
+	conn_stamp(c, k, STAMP_FIN_EOD);
+	if (k->chunking) {
+		conn_expect(c, k, CONN_FINAL);
+		conn_send(c, k, k->cbuf, cmd_bdat(k, k->cbuf), m->data, m->len);
+		return;
+	}
+	if (k->pipelining && !(per_conn && k->started_on_conn >= per_conn) &&
+	    client_take_arrival(c, &intended_ns)) {
+		size_t n = txn_begin(c, k, intended_ns);
+
+		conn_send(c, k, m->data, m->len + 3, k->cbuf, n); /* ".\r\n", then the next group */
+		return;
+	}
 	conn_expect(c, k, CONN_FINAL);
-	conn_stamp(c, k, STAMP_EOD);
-	if (k->chunking)
-		conn_send(c, k, cmd_bdat(k, k->cbuf), k->msg->data, k->msg->len);
-	else
-		conn_send(c, k, 0, k->msg->data, k->msg->len + 3); /* with ".\r\n" */
+	conn_send(c, k, m->data, m->len + 3, NULL, 0);
 }
 
 /* Counts one RCPT reply; true when it accepted the recipient. */
@@ -713,7 +806,7 @@ txn_rcpt_reply(struct bench_client *c, struct conn *k, int code)
 		k->rcpt_ok++;
 		return true;
 	}
-	if (k->measured)
+	if (k->cur.measured)
 		c->st.rcpts_rejected++;
 	if (!k->rcpt_code)
 		k->rcpt_code = code;
@@ -746,7 +839,7 @@ on_greeting(struct bench_client *c, struct conn *k, int code)
 	n += cmd_put(k->cbuf + n, c->o->helo, strlen(c->o->helo));
 	n += PUT(k->cbuf + n, "\r\n");
 	conn_expect(c, k, CONN_EHLO);
-	conn_send(c, k, n, NULL, 0);
+	conn_send_cmd(c, k, n);
 }
 
 static bool
@@ -763,7 +856,7 @@ conn_session_ready(struct bench_client *c, struct conn *k, bool pipelining, bool
 
 	conn_setup_end(c, k);
 	k->fail_streak = 0;
-	k->msgs_on_conn = 0;
+	k->started_on_conn = 0;
 	k->pipelining = o->pipelining && pipelining;
 	k->chunking = o->chunking && chunking;
 	if (o->pipelining && !pipelining)
@@ -797,7 +890,7 @@ on_ehlo(struct bench_client *c, struct conn *k, int code, const char *r, size_t 
 		n += cmd_put(k->cbuf + n, c->o->helo, strlen(c->o->helo));
 		n += PUT(k->cbuf + n, "\r\n");
 		conn_expect(c, k, CONN_HELO);
-		conn_send(c, k, n, NULL, 0);
+		conn_send_cmd(c, k, n);
 		return;
 	}
 	k->cap_size = false;
@@ -831,13 +924,14 @@ on_helo(struct bench_client *c, struct conn *k, int code)
 static void
 on_mail(struct bench_client *c, struct conn *k, int code)
 {
+	k->mail_code = code;
 	if (code != 250) {
 		txn_reject(c, k, code, false);
 		return;
 	}
 	k->mail_ok = true;
 	conn_expect(c, k, CONN_RCPT);
-	conn_send(c, k, cmd_rcpt(c, k, 0, k->cbuf), NULL, 0);
+	conn_send_cmd(c, k, cmd_rcpt(c, k, 0, k->cbuf));
 }
 
 static void
@@ -846,7 +940,7 @@ on_rcpt(struct bench_client *c, struct conn *k, int code)
 	txn_rcpt_reply(c, k, code);
 	if (++k->rcpt_i < c->o->rcpts) {
 		conn_expect(c, k, CONN_RCPT);
-		conn_send(c, k, cmd_rcpt(c, k, k->rcpt_i, k->cbuf), NULL, 0);
+		conn_send_cmd(c, k, cmd_rcpt(c, k, k->rcpt_i, k->cbuf));
 		return;
 	}
 	if (k->rcpt_ok == 0) {
@@ -876,11 +970,11 @@ static void
 on_pipe_last(struct bench_client *c, struct conn *k, int code)
 {
 	bool envelope_ok = k->mail_ok && k->rcpt_ok > 0;
-	int why = !k->mail_ok ? k->rset_code : k->rcpt_ok == 0 ? k->rcpt_code : code;
+	int why = !k->mail_ok ? k->mail_code : k->rcpt_ok == 0 ? k->rcpt_code : code;
 
 	if (k->chunking) {
 		if (envelope_ok && code == 250) {
-			txn_end(c, k, TXN_ACCEPTED, code);
+			cur_end(c, k, TXN_ACCEPTED, code);
 			conn_next(c, k);
 		} else {
 			txn_reject(c, k, why, k->mail_ok);
@@ -891,7 +985,7 @@ on_pipe_last(struct bench_client *c, struct conn *k, int code)
 		txn_send_message(c, k);
 	} else if (code == 354) {
 		/* RFC 2920 3.1: after 354 the only way out is to end the (empty) message. */
-		k->rset_code = why;
+		cur_end(c, k, TXN_REJECTED, why);
 		conn_expect(c, k, CONN_DRAIN);
 		conn_send_str(c, k, ".\r\n");
 	} else {
@@ -905,8 +999,8 @@ on_pipe(struct bench_client *c, struct conn *k, int code)
 	unsigned i = k->pipe_i++;
 
 	if (i == 0) {
+		k->mail_code = code;
 		k->mail_ok = code == 250;
-		k->rset_code = code; /* the reason if MAIL was refused */
 	} else if (i <= c->o->rcpts) {
 		if (k->mail_ok)
 			txn_rcpt_reply(c, k, code);
@@ -917,41 +1011,44 @@ on_pipe(struct bench_client *c, struct conn *k, int code)
 	conn_expect(c, k, CONN_PIPE);
 }
 
+/*
+ * The final reply to fin's message. Alone (CONN_FINAL) it ends this turn of the dialogue; with
+ * the next transaction pipelined behind it (CONN_PIPE) that transaction's replies follow.
+ */
 static void
-on_final(struct bench_client *c, struct conn *k, int code)
+on_fin(struct bench_client *c, struct conn *k, int code)
 {
-	if (code != 250) {
-		/* After DATA's final reply no envelope is left; after BDAT it is (RFC 3030 2). */
-		txn_reject(c, k, code, k->chunking);
+	fin_end(c, k, code == 250 ? TXN_ACCEPTED : TXN_REJECTED, code);
+	if (k->state == CONN_FINAL) {
+		if (code == 250)
+			conn_next(c, k);
+		else /* after DATA's final reply no envelope is left; after BDAT's there is */
+			conn_after_reject(c, k, code, k->chunking);
 		return;
 	}
-	txn_end(c, k, TXN_ACCEPTED, code);
-	conn_next(c, k);
+	ASSERT(k->state == CONN_PIPE && k->in_txn);
+	if (code == 421)
+		conn_fail(c, k, FAIL_IO, 0); /* closing: the open transaction gets no replies */
+	else if (code != 250 && (code < 400 || code > 599))
+		conn_fail(c, k, FAIL_PROTOCOL, 0);
+	else
+		conn_expect(c, k, CONN_PIPE);
 }
 
 static void
 on_rset(struct bench_client *c, struct conn *k, int code)
 {
-	txn_end(c, k, TXN_REJECTED, k->rset_code);
 	if (code == 250)
 		conn_next(c, k);
 	else
 		conn_close(c, k, true);
 }
 
-/* The reply to the lone "." after an unwanted 354: the transaction was refused earlier. */
-static void
-on_drain(struct bench_client *c, struct conn *k)
-{
-	txn_end(c, k, TXN_REJECTED, k->rset_code);
-	conn_next(c, k);
-}
-
 /* A reply nobody asked for: 421 is the server closing (RFC 5321 3.8), anything else desync. */
 static void
 on_unsolicited(struct bench_client *c, struct conn *k, int code)
 {
-	if (code == 421 && !k->in_txn)
+	if (code == 421)
 		conn_close(c, k, true);
 	else
 		conn_fail(c, k, FAIL_PROTOCOL, 0);
@@ -960,10 +1057,12 @@ on_unsolicited(struct bench_client *c, struct conn *k, int code)
 static void
 conn_on_reply(struct bench_client *c, struct conn *k, int code, const char *r, size_t len)
 {
+	if (k->fin_pending) {
+		on_fin(c, k, code);
+		return;
+	}
 	if (code == 421 && k->in_txn) {
-		/* RFC 5321 3.8: the server is closing the channel; nothing more will come. */
-		txn_end(c, k, TXN_REJECTED, code);
-		conn_close(c, k, true);
+		txn_reject(c, k, code, false); /* counted as refused, then the connection closes */
 		return;
 	}
 	switch (k->state) {
@@ -988,11 +1087,8 @@ conn_on_reply(struct bench_client *c, struct conn *k, int code, const char *r, s
 	case CONN_PIPE:
 		on_pipe(c, k, code);
 		break;
-	case CONN_FINAL:
-		on_final(c, k, code);
-		break;
-	case CONN_DRAIN:
-		on_drain(c, k);
+	case CONN_DRAIN: /* the reply to the lone "."; the transaction was counted before */
+		conn_next(c, k);
 		break;
 	case CONN_RSET:
 		on_rset(c, k, code);
@@ -1003,8 +1099,8 @@ conn_on_reply(struct bench_client *c, struct conn *k, int code, const char *r, s
 	case CONN_READY:
 		on_unsolicited(c, k, code);
 		break;
-	default:
-		ASSERT(!"reply in a state without a session");
+	default: /* CONN_FINAL always has fin_pending */
+		ASSERT(!"reply in a state that expects none");
 	}
 }
 
@@ -1117,6 +1213,7 @@ conn_connect(struct bench_client *c, struct conn *k)
 	k->ops = 0;
 	k->rlen = 0;
 	k->in_txn = false;
+	k->fin_pending = false;
 	conn_expect(c, k, CONN_CONNECTING);
 
 	struct io_uring_sqe *sqe = client_sqe(c);
@@ -1171,8 +1268,10 @@ conn_fail(struct bench_client *c, struct conn *k, enum conn_fail_kind kind, int 
 {
 	if (kind == FAIL_TIMEOUT)
 		c->st.timeouts++;
+	if (k->fin_pending)
+		fin_end(c, k, TXN_ERRORED, 0);
 	if (k->in_txn) {
-		txn_end(c, k, TXN_ERRORED, 0);
+		cur_end(c, k, TXN_ERRORED, 0);
 	} else if (k->state < CONN_READY) {
 		c->st.connect_errors++;
 		k->fail_streak++;
@@ -1194,19 +1293,19 @@ conn_quit(struct bench_client *c, struct conn *k, bool reconnect)
 static void
 conn_next(struct bench_client *c, struct conn *k)
 {
-	uint64_t per_conn = c->o->per_conn;
+	uint64_t per_conn = c->o->per_conn, intended_ns;
 
+	ASSERT(!k->in_txn && !k->fin_pending);
 	k->state = CONN_READY;
 	k->deadline_ns = 0;
-	if (!client_has_work(c)) {
+	if (!client_has_work(c))
 		conn_quit(c, k, false);
-	} else if (per_conn && k->msgs_on_conn >= per_conn) {
+	else if (per_conn && k->started_on_conn >= per_conn)
 		conn_quit(c, k, true);
-	} else if (c->rate <= 0) {
-		txn_start(c, k, 0);
-	} else {
-		idle_push(c, k); /* client_dispatch() hands out arrivals */
-	}
+	else if (client_take_arrival(c, &intended_ns))
+		txn_start(c, k, intended_ns);
+	else
+		idle_push(c, k); /* open loop: client_dispatch() hands out the next arrival */
 }
 
 /* ---- completions ---------------------------------------------------------------------- */
@@ -1258,7 +1357,7 @@ on_recv_done(struct bench_client *c, struct conn *k, int res)
 		/* EOF: expected after QUIT, tolerated between transactions, an error otherwise. */
 		if (k->state == CONN_QUIT)
 			conn_close(c, k, k->reconnect);
-		else if (k->state == CONN_READY && !k->in_txn)
+		else if (k->state == CONN_READY)
 			conn_close(c, k, true);
 		else
 			conn_fail(c, k, FAIL_IO, 0);
@@ -1312,18 +1411,17 @@ client_dispatch(struct bench_client *c)
 	while (c->nidle > 0) {
 		struct conn *k = &c->conns[c->idle[c->nidle - 1]];
 
+		uint64_t intended_ns;
+
 		if (!client_has_work(c)) {
 			idle_remove(c, k);
 			conn_quit(c, k, false);
 			continue;
 		}
-		uint64_t due = client_arrival_ns(c, c->arr_k);
-
-		if (due > c->now_ns)
+		if (!client_take_arrival(c, &intended_ns))
 			break;
 		idle_remove(c, k);
-		c->arr_k++;
-		txn_start(c, k, due);
+		txn_start(c, k, intended_ns);
 	}
 }
 
@@ -1402,7 +1500,8 @@ client_turn(struct bench_client *c)
 	if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
 		return rc;
 	c->now_ns = bench_client_now_ns();
-	io_uring_for_each_cqe(&c->ring, head, cqe) {
+	io_uring_for_each_cqe(&c->ring, head, cqe)
+	{
 		client_on_cqe(c, cqe);
 		seen++;
 	}
@@ -1418,8 +1517,8 @@ client_count_unsent(struct bench_client *c)
 	if (c->rate <= 0 || !c->end_ns || !c->arr_started ||
 	    atomic_load_explicit(&c->plan->stop, memory_order_relaxed))
 		return;
-	double from = (double)(c->warmup_end_ns > c->arr_t0_ns ? c->warmup_end_ns - c->arr_t0_ns
-							       : 0);
+	double from =
+	    (double)(c->warmup_end_ns > c->arr_t0_ns ? c->warmup_end_ns - c->arr_t0_ns : 0);
 	double to = (double)(c->end_ns - c->arr_t0_ns);
 	uint64_t first = (uint64_t)(from * c->rate / 1e9);
 	uint64_t last = (uint64_t)(to * c->rate / 1e9); /* arrivals [first, last) are measured */

@@ -37,7 +37,7 @@
 
 #define BENCH_CLIENT_RBUF 4096
 #define BENCH_CLIENT_CONNECT_TRIES 5 /* failed attempts in a row before a slot gives up */
-#define BENCH_CODE_MAX 1000          /* reply codes are counted in [0, 1000) */
+#define BENCH_CODE_MAX 1000	     /* reply codes are counted in [0, 1000) */
 
 struct bench_msg {
 	char *data; /* the message, then ".\r\n" so that DATA sends it in one piece */
@@ -52,32 +52,32 @@ struct bench_plan {
 	uint32_t weight_cum[BENCH_SIZES_MAX]; /* running sums of the size weights */
 	uint32_t weight_total;
 	unsigned nthreads;
-	uint64_t t0_ns;          /* start of the run; set before the threads start */
-	uint64_t warmup_ns;      /* results before t0 + warmup are discarded */
-	uint64_t duration_ns;    /* 0: --messages mode */
-	uint64_t timeout_ns;     /* per reply */
-	atomic_bool stop;        /* set by a signal: start nothing new, finish what is open */
+	uint64_t t0_ns;		     /* start of the run; set before the threads start */
+	uint64_t warmup_ns;	     /* results before t0 + warmup are discarded */
+	uint64_t duration_ns;	     /* 0: --messages mode */
+	uint64_t timeout_ns;	     /* per reply */
+	atomic_bool stop;	     /* set by a signal: start nothing new, finish what is open */
 	atomic_bool note_pipelining; /* some server did not offer what was asked */
 	atomic_bool note_chunking;
 };
 
 /* Totals of one thread (or of all, after bench_client_stats_add). */
 struct bench_stats {
-	uint64_t sent;           /* transactions started in the measured window */
-	uint64_t accepted;       /* ... that got 250 after the message */
+	uint64_t sent;		 /* transactions started in the measured window */
+	uint64_t accepted;	 /* ... that got 250 after the message */
 	uint64_t rejected_total; /* ... that ended with another reply code */
-	uint64_t errored;        /* ... cut by a connection error, timeout or unparseable reply */
+	uint64_t errored;	 /* ... cut by a connection error, timeout or unparseable reply */
 	uint64_t rejected[BENCH_CODE_MAX]; /* rejected by code */
-	uint64_t rcpts_rejected;  /* single RCPT replies that were not 250/251 */
-	uint64_t bytes_accepted;  /* message bytes of accepted messages */
-	uint64_t connections;     /* TCP connections established */
-	uint64_t connect_errors;  /* attempts that failed before the session was ready */
-	uint64_t timeouts;        /* replies not received within --timeout (any state) */
-	uint64_t unsent;          /* open loop: arrivals due before the end but never started */
-	uint64_t t_last_ns;       /* end of the last measured transaction (0 if none) */
-	int first_errno;          /* first connect error, for the "cannot connect" message */
-	int first_bad_greeting;   /* first non-220 greeting / failed EHLO code */
-	bool gave_up;             /* a connection slot gave up: the server is unreachable */
+	uint64_t rcpts_rejected;	   /* single RCPT replies that were not 250/251 */
+	uint64_t bytes_accepted;	   /* message bytes of accepted messages */
+	uint64_t connections;		   /* TCP connections established */
+	uint64_t connect_errors;	   /* attempts that failed before the session was ready */
+	uint64_t timeouts;		   /* replies not received within --timeout (any state) */
+	uint64_t unsent;	/* open loop: arrivals due before the end but never started */
+	uint64_t t_last_ns;	/* end of the last measured transaction (0 if none) */
+	int first_errno;	/* first connect error, for the "cannot connect" message */
+	int first_bad_greeting; /* first non-220 greeting / failed EHLO code */
+	bool gave_up;		/* a connection slot gave up: the server is unreachable */
 };
 
 /* Progress, published by the client thread with relaxed stores once per loop turn. */

@@ -24,7 +24,7 @@
 
 #define EXIT_USAGE 2
 #define PROGRESS_POLL_NS 100000000u /* how often main looks for finished threads */
-#define FD_SPARE 64                 /* descriptors besides the connections */
+#define FD_SPARE 64		    /* descriptors besides the connections */
 
 struct bench_run {
 	struct bench_opts opts;
@@ -52,9 +52,8 @@ on_signal(int sig)
 static int
 resolve(const struct bench_opts *o, struct sockaddr_storage *ss, socklen_t *len)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC,
-				 .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_NUMERICSERV};
+	struct addrinfo hints = {
+	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
 	struct addrinfo *res;
 	int rc = getaddrinfo(o->host, o->port, &hints, &res);
 
@@ -82,9 +81,10 @@ raise_fd_limit(unsigned connections)
 	rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
 	setrlimit(RLIMIT_NOFILE, &rl);
 	if (rl.rlim_cur < want) {
-		fprintf(stderr, "ringmx-bench: %u connections need %llu descriptors; the limit is "
-			"%llu (ulimit -n)\n", connections, (unsigned long long)want,
-			(unsigned long long)rl.rlim_cur);
+		fprintf(stderr,
+			"ringmx-bench: %u connections need %llu descriptors; the limit is "
+			"%llu (ulimit -n)\n",
+			connections, (unsigned long long)want, (unsigned long long)rl.rlim_cur);
 		return -1;
 	}
 	return 0;
@@ -321,7 +321,8 @@ report_json(const struct bench_run *r)
 	for (unsigned code = 0; code < BENCH_CODE_MAX; code++) {
 		if (!t->rejected[code])
 			continue;
-		printf("%s\"%u\":%llu", first ? "" : ",", code, (unsigned long long)t->rejected[code]);
+		printf("%s\"%u\":%llu", first ? "" : ",", code,
+		       (unsigned long long)t->rejected[code]);
 		first = false;
 	}
 	printf("},\"errored\":%llu,\"elapsed_s\":%.3f,\"msgs_per_s\":%.1f,\"mb_per_s\":%.2f,"
@@ -421,7 +422,8 @@ run_verdict(const struct bench_run *r)
 
 	server_name(&r->opts, server, sizeof(server));
 	if (atomic_load(&r->plan.note_pipelining))
-		fprintf(stderr, "note: the server did not advertise PIPELINING; lock-step was used\n");
+		fprintf(stderr,
+			"note: the server did not advertise PIPELINING; lock-step was used\n");
 	if (atomic_load(&r->plan.note_chunking))
 		fprintf(stderr, "note: the server did not advertise CHUNKING; DATA was used\n");
 	if (t->sent == 0 && t->first_errno)
@@ -474,7 +476,8 @@ main(int argc, char **argv)
 
 	r.nthreads = r.opts.threads ? r.opts.threads : (cpus > 0 ? (unsigned)cpus : 1);
 	if (r.nthreads > r.opts.connections)
-		r.nthreads = r.opts.connections; /* a thread without connections has nothing to do */
+		r.nthreads =
+		    r.opts.connections; /* a thread without connections has nothing to do */
 	if (run_setup(&r) < 0) {
 		run_teardown(&r);
 		return 1;

@@ -19,31 +19,31 @@
 #define BENCH_DEFAULT_HELO "ringmx-bench.test"
 
 static const char bench_usage[] =
-	"usage: ringmx-bench --server HOST:PORT [options]\n"
-	"\n"
-	"  --server HOST:PORT     target: 1.2.3.4:25, [::1]:25 or name:25 (required)\n"
-	"  --threads T            client threads, each with its own io_uring (default: CPUs)\n"
-	"  --connections C        concurrent connections, spread over threads (default 10)\n"
-	"  --messages M           measured messages to send (default 10000)\n"
-	"  --duration S           or: send for S seconds (not with --messages)\n"
-	"  --warmup S             seconds sent first and left out of the results (default 0)\n"
-	"  --size SPEC            message size: 4096, 4k, 1m, or weighted 1k:50,10k:40,100k:10\n"
-	"                         (default 4k; k = 1024)\n"
-	"  --rcpts R              recipients per message (default 1)\n"
-	"  --per-conn K           messages per connection, then QUIT and reconnect;\n"
-	"                         0 = keep it for the whole run (default 0)\n"
-	"  --pipelining           MAIL, RCPTs and DATA in one write (RFC 2920) when offered\n"
-	"  --chunking             BDAT n LAST instead of DATA (RFC 3030) when offered\n"
-	"  --rate R               open loop: R messages/s in all; latency is measured from\n"
-	"                         each message's intended start (default: closed loop)\n"
-	"  --from PATTERN         MAIL FROM address (default " BENCH_DEFAULT_FROM ")\n"
-	"  --to PATTERN           RCPT TO address (default " BENCH_DEFAULT_TO ")\n"
-	"                         {n}: global message number, {r}: recipient index (1..R)\n"
-	"  --helo NAME            EHLO name (default " BENCH_DEFAULT_HELO ")\n"
-	"  --timeout S            seconds to wait for each reply (default 30)\n"
-	"  --json                 print the report as one JSON object\n"
-	"  --starttls             not supported yet\n"
-	"  -h, --help             this text\n";
+    "usage: ringmx-bench --server HOST:PORT [options]\n"
+    "\n"
+    "  --server HOST:PORT     target: 1.2.3.4:25, [::1]:25 or name:25 (required)\n"
+    "  --threads T            client threads, each with its own io_uring (default: CPUs)\n"
+    "  --connections C        concurrent connections, spread over threads (default 10)\n"
+    "  --messages M           measured messages to send (default 10000)\n"
+    "  --duration S           or: send for S seconds (not with --messages)\n"
+    "  --warmup S             seconds sent first and left out of the results (default 0)\n"
+    "  --size SPEC            message size: 4096, 4k, 1m, or weighted 1k:50,10k:40,100k:10\n"
+    "                         (default 4k; k = 1024)\n"
+    "  --rcpts R              recipients per message (default 1)\n"
+    "  --per-conn K           messages per connection, then QUIT and reconnect;\n"
+    "                         0 = keep it for the whole run (default 0)\n"
+    "  --pipelining           MAIL, RCPTs and DATA in one write (RFC 2920) when offered\n"
+    "  --chunking             BDAT n LAST instead of DATA (RFC 3030) when offered\n"
+    "  --rate R               open loop: R messages/s in all; latency is measured from\n"
+    "                         each message's intended start (default: closed loop)\n"
+    "  --from PATTERN         MAIL FROM address (default " BENCH_DEFAULT_FROM ")\n"
+    "  --to PATTERN           RCPT TO address (default " BENCH_DEFAULT_TO ")\n"
+    "                         {n}: global message number, {r}: recipient index (1..R)\n"
+    "  --helo NAME            EHLO name (default " BENCH_DEFAULT_HELO ")\n"
+    "  --timeout S            seconds to wait for each reply (default 30)\n"
+    "  --json                 print the report as one JSON object\n"
+    "  --starttls             not supported yet\n"
+    "  -h, --help             this text\n";
 
 enum bench_opt_id {
 	OPT_SERVER,
@@ -72,16 +72,26 @@ static const struct bench_opt_def {
 	enum bench_opt_id id;
 	bool has_arg;
 } bench_opt_defs[] = {
-	{"--server", OPT_SERVER, true},       {"--threads", OPT_THREADS, true},
-	{"--connections", OPT_CONNECTIONS, true}, {"--messages", OPT_MESSAGES, true},
-	{"--duration", OPT_DURATION, true},   {"--warmup", OPT_WARMUP, true},
-	{"--size", OPT_SIZE, true},           {"--rcpts", OPT_RCPTS, true},
-	{"--per-conn", OPT_PER_CONN, true},   {"--pipelining", OPT_PIPELINING, false},
-	{"--chunking", OPT_CHUNKING, false},  {"--rate", OPT_RATE, true},
-	{"--from", OPT_FROM, true},           {"--to", OPT_TO, true},
-	{"--helo", OPT_HELO, true},           {"--json", OPT_JSON, false},
-	{"--starttls", OPT_STARTTLS, false},  {"--timeout", OPT_TIMEOUT, true},
-	{"--help", OPT_HELP, false},          {"-h", OPT_HELP, false},
+    {"--server", OPT_SERVER, true},
+    {"--threads", OPT_THREADS, true},
+    {"--connections", OPT_CONNECTIONS, true},
+    {"--messages", OPT_MESSAGES, true},
+    {"--duration", OPT_DURATION, true},
+    {"--warmup", OPT_WARMUP, true},
+    {"--size", OPT_SIZE, true},
+    {"--rcpts", OPT_RCPTS, true},
+    {"--per-conn", OPT_PER_CONN, true},
+    {"--pipelining", OPT_PIPELINING, false},
+    {"--chunking", OPT_CHUNKING, false},
+    {"--rate", OPT_RATE, true},
+    {"--from", OPT_FROM, true},
+    {"--to", OPT_TO, true},
+    {"--helo", OPT_HELO, true},
+    {"--json", OPT_JSON, false},
+    {"--starttls", OPT_STARTTLS, false},
+    {"--timeout", OPT_TIMEOUT, true},
+    {"--help", OPT_HELP, false},
+    {"-h", OPT_HELP, false},
 };
 
 static int
@@ -180,8 +190,8 @@ bench_opts_parse_size_item(const char *s, size_t len, struct bench_size *out, ch
 	memcpy(buf, s, size_len);
 	buf[size_len] = '\0';
 	if (bench_opts_parse_bytes(buf, &out->bytes) < 0)
-		return bench_opts_fail(err, errlen, "--size: '%s' is not a size (like 4096, 4k, 1m)",
-				       buf);
+		return bench_opts_fail(err, errlen,
+				       "--size: '%s' is not a size (like 4096, 4k, 1m)", buf);
 	if (out->bytes < BENCH_SIZE_MIN_BYTES || out->bytes > BENCH_SIZE_MAX_BYTES)
 		return bench_opts_fail(err, errlen, "--size: %s is outside %u..%u bytes", buf,
 				       BENCH_SIZE_MIN_BYTES, BENCH_SIZE_MAX_BYTES);
@@ -199,8 +209,7 @@ bench_opts_parse_size_item(const char *s, size_t len, struct bench_size *out, ch
 }
 
 int
-bench_opts_parse_sizes(const char *s, struct bench_size *out, unsigned *n, char *err,
-		       size_t errlen)
+bench_opts_parse_sizes(const char *s, struct bench_size *out, unsigned *n, char *err, size_t errlen)
 {
 	unsigned count = 0;
 
@@ -311,8 +320,8 @@ bench_opts_pattern_compile(const char *s, bool allow_rcpt, struct bench_pattern 
 			return bench_opts_fail(err, errlen, "'%s': only {n}%s may use braces", s,
 					       allow_rcpt ? " and {r}" : "");
 		else if (c != '\0' && (c <= ' ' || c >= 0x7f || c == '<' || c == '>' || c == '"'))
-			return bench_opts_fail(err, errlen,
-					       "'%s': byte 0x%02x is not allowed in an address", s, c);
+			return bench_opts_fail(
+			    err, errlen, "'%s': byte 0x%02x is not allowed in an address", s, c);
 		if (kind == BENCH_PATTERN_LITERAL && c != '\0')
 			continue;
 		/* End of a literal run: at a placeholder or at the end of the string. */
@@ -320,7 +329,8 @@ bench_opts_pattern_compile(const char *s, bool allow_rcpt, struct bench_pattern 
 			return bench_opts_fail(err, errlen, "'%s': too many placeholders", s);
 		if (kind != BENCH_PATTERN_LITERAL) {
 			if (bench_opts_pattern_add(out, kind, NULL, 0))
-				return bench_opts_fail(err, errlen, "'%s': too many placeholders", s);
+				return bench_opts_fail(err, errlen, "'%s': too many placeholders",
+						       s);
 			i += 2;
 		}
 		lit = i + 1;
@@ -420,16 +430,18 @@ bench_opts_helo_arg(struct bench_opts *o, const char *v, char *err, size_t errle
 				       BENCH_HELO_MAX);
 	for (size_t i = 0; i < len; i++)
 		if ((unsigned char)v[i] <= ' ' || (unsigned char)v[i] >= 0x7f)
-			return bench_opts_fail(err, errlen, "--helo: '%s' has a space or "
-					       "control byte", v);
+			return bench_opts_fail(err, errlen,
+					       "--helo: '%s' has a space or "
+					       "control byte",
+					       v);
 	o->helo = v;
 	return 0;
 }
 
 /* Numeric options, split from bench_opts_apply() to keep each switch short. */
 static int
-bench_opts_apply_number(struct bench_opts *o, enum bench_opt_id id, const char *name,
-			const char *v, char *err, size_t errlen)
+bench_opts_apply_number(struct bench_opts *o, enum bench_opt_id id, const char *name, const char *v,
+			char *err, size_t errlen)
 {
 	uint64_t u;
 	int rc;
@@ -473,8 +485,10 @@ bench_opts_apply(struct bench_opts *o, enum bench_opt_id id, const char *name, c
 	switch (id) {
 	case OPT_SERVER:
 		if (bench_opts_parse_server(v, o->host, sizeof(o->host), o->port, sizeof(o->port)))
-			return bench_opts_fail(err, errlen, "--server: '%s' is not HOST:PORT "
-					       "(IPv6 as [addr]:port)", v);
+			return bench_opts_fail(err, errlen,
+					       "--server: '%s' is not HOST:PORT "
+					       "(IPv6 as [addr]:port)",
+					       v);
 		return 0;
 	case OPT_SIZE:
 		return bench_opts_parse_sizes(v, o->sizes, &o->nsizes, err, errlen);
@@ -550,7 +564,8 @@ bench_opts_parse(struct bench_opts *o, int argc, char *const argv[], char *err, 
 		const char *v = NULL;
 
 		if (!d)
-			return bench_opts_fail(err, errlen, "unknown option '%s' (see --help)", arg);
+			return bench_opts_fail(err, errlen, "unknown option '%s' (see --help)",
+					       arg);
 		if (d->has_arg && eq)
 			v = eq + 1;
 		else if (d->has_arg && i + 1 < argc)

@@ -26,19 +26,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BENCH_SIZES_MAX 16                 /* entries in a weighted --size list */
-#define BENCH_SIZE_MIN_BYTES 256           /* room for the generated headers */
-#define BENCH_SIZE_MAX_BYTES (256u << 20)  /* one message */
+#define BENCH_SIZES_MAX 16		  /* entries in a weighted --size list */
+#define BENCH_SIZE_MIN_BYTES 256	  /* room for the generated headers */
+#define BENCH_SIZE_MAX_BYTES (256u << 20) /* one message */
 #define BENCH_WEIGHT_MAX 1000000u
-#define BENCH_RCPTS_MAX 1000               /* RFC 5321 4.5.3.1.8 asks servers for 100 */
+#define BENCH_RCPTS_MAX 1000 /* RFC 5321 4.5.3.1.8 asks servers for 100 */
 #define BENCH_CONNECTIONS_MAX 1000000u
 #define BENCH_THREADS_MAX 1024u
-#define BENCH_PATTERN_MAX 256              /* bytes in --from / --to before expansion */
+#define BENCH_PATTERN_MAX 256 /* bytes in --from / --to before expansion */
 #define BENCH_PATTERN_SEGS_MAX 16
-#define BENCH_HELO_MAX 255                 /* RFC 1035 name length */
+#define BENCH_HELO_MAX 255 /* RFC 1035 name length */
 #define BENCH_HOST_MAX 255
 #define BENCH_TIMEOUT_MAX_S 3600.0
-#define BENCH_U64_DIGITS 20                /* decimal digits of UINT64_MAX */
+#define BENCH_U64_DIGITS 20 /* decimal digits of UINT64_MAX */
 
 #define BENCH_OPTS_HELP 1
 
@@ -73,24 +73,23 @@ struct bench_opts {
 	double duration_s;    /* 0 in --messages mode */
 	double warmup_s;      /* default 0 */
 	struct bench_size sizes[BENCH_SIZES_MAX];
-	unsigned nsizes; /* >= 1 */
-	unsigned rcpts;   /* default 1 */
+	unsigned nsizes;   /* >= 1 */
+	unsigned rcpts;	   /* default 1 */
 	uint64_t per_conn; /* messages per connection; 0 = whole run */
-	double rate;       /* messages/s over all threads; 0 = closed loop */
+	double rate;	   /* messages/s over all threads; 0 = closed loop */
 	double timeout_s;  /* per reply, default 30 */
 	bool pipelining;
 	bool chunking;
 	bool json;
 	const char *from; /* pattern, may be "" (null reverse-path) */
-	const char *to;   /* pattern */
+	const char *to;	  /* pattern */
 	const char *helo;
 	struct bench_pattern from_pat;
 	struct bench_pattern to_pat;
 };
 
 void bench_opts_defaults(struct bench_opts *o);
-int bench_opts_parse(struct bench_opts *o, int argc, char *const argv[], char *err,
-		     size_t errlen);
+int bench_opts_parse(struct bench_opts *o, int argc, char *const argv[], char *err, size_t errlen);
 const char *bench_opts_usage(void);
 
 /* "4096", "4k", "10M": bytes (k = 1024). Rejects signs, junk, overflow. */
@@ -104,18 +103,16 @@ int bench_opts_parse_sizes(const char *s, struct bench_size *out, unsigned *n, c
 			   size_t errlen);
 
 /* "host:port", "1.2.3.4:25" or "[::1]:25"; the host is copied without brackets. */
-int bench_opts_parse_server(const char *s, char *host, size_t hostlen, char *port,
-			    size_t portlen);
+int bench_opts_parse_server(const char *s, char *host, size_t hostlen, char *port, size_t portlen);
 
 /*
  * Compiles an address pattern. Allowed: printable ASCII except space, '<', '>' and '"'; '{'
  * only as "{n}" or (when allow_rcpt) "{r}". out keeps pointers into s.
  */
-int bench_opts_pattern_compile(const char *s, bool allow_rcpt, struct bench_pattern *out,
-			       char *err, size_t errlen);
+int bench_opts_pattern_compile(const char *s, bool allow_rcpt, struct bench_pattern *out, char *err,
+			       size_t errlen);
 
 /* Writes the expansion (no NUL) to out, which has room for p->max_len bytes; returns length. */
-size_t bench_opts_pattern_expand(const struct bench_pattern *p, uint64_t n, unsigned r,
-				 char *out);
+size_t bench_opts_pattern_expand(const struct bench_pattern *p, uint64_t n, unsigned r, char *out);
 
 #endif

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #define HIST_SUB_BITS 7u
-#define HIST_SUB_COUNT (1u << HIST_SUB_BITS) /* sub-buckets per power of two */
+#define HIST_SUB_COUNT (1u << HIST_SUB_BITS)  /* sub-buckets per power of two */
 #define HIST_LINEAR_MAX (2u * HIST_SUB_COUNT) /* values below this have a bucket each */
 /* Powers of two above the linear range: 2^8 .. 2^63, one row of HIST_SUB_COUNT each. */
 #define HIST_ROWS (64u - (HIST_SUB_BITS + 1u))

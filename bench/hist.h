@@ -32,7 +32,7 @@ void hist_merge(struct hist *dst, const struct hist *src);
 uint64_t hist_count(const struct hist *h);
 uint64_t hist_min(const struct hist *h); /* 0 when empty */
 uint64_t hist_max(const struct hist *h); /* 0 when empty */
-double hist_mean(const struct hist *h);  /* from bucket midpoints; 0 when empty */
+double hist_mean(const struct hist *h);	 /* from bucket midpoints; 0 when empty */
 
 /*
  * The value at percentile p (0 < p <= 100): the smallest recorded value v such that at least

@@ -124,6 +124,11 @@ conn_on_send(struct conn *c, int res)
 	}
 	if (res < 0) {
 		/* EPIPE, ECONNRESET: the client is gone; nothing more can be said. */
+		if (log_start(LOG_DEBUG, "send_error")) {
+			log_str("client", c->peer_ip);
+			log_str("error", strerror(-res));
+			log_finish();
+		}
 		c->out_len = 0;
 		conn_close(c);
 		return;
@@ -246,7 +251,7 @@ conn_deliver(struct conn *c, const char *p, size_t n)
 	if (c->in_len > 0) {
 		/* Earlier bytes wait (partial line, or a commit in progress): keep order. */
 		if ((size_t)c->in_len + n > CONN_IN_HARD_BYTES) {
-			conn_reply(c, "421 4.7.0 Error: too much pipelined input\r\n", 43);
+			conn_reply_lit(c, "421 4.7.0 Error: too much pipelined input\r\n");
 			conn_close_after_flush(c);
 			return;
 		}
@@ -316,6 +321,11 @@ conn_on_recv(struct conn *c, const struct io_uring_cqe *cqe)
 		c->eof = true;
 		conn_close(c); /* the client went away; anything unfinished is dropped */
 	} else if (cqe->res != -ENOBUFS && cqe->res != -ECANCELED) {
+		if (log_start(LOG_DEBUG, "recv_error")) {
+			log_str("client", c->peer_ip);
+			log_str("error", strerror(-cqe->res));
+			log_finish();
+		}
 		conn_close(c);
 	}
 	if (!c->recv_armed && !c->closing)

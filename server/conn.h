@@ -85,6 +85,8 @@ struct conn {
 
 /* Queues reply bytes; they leave with the shard's next flush. */
 void conn_reply(struct conn *c, const char *p, size_t n);
+/* A string literal reply; its length is known at compile time. */
+#define conn_reply_lit(c, lit) conn_reply((c), "" lit, sizeof(lit) - 1)
 void conn_replyf(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Closes once everything queued is sent (with a short backstop if the client never reads). */
 void conn_close_after_flush(struct conn *c);

@@ -52,6 +52,16 @@ mkdir_p(const char *dir)
 }
 
 static void
+on_scan_record(void *arg, const char *path, uint64_t offset, const struct spool_record_view *rec)
+{
+	(void)path;
+	(void)offset;
+	uint64_t *max_qid = arg;
+	if (rec->qid > *max_qid)
+		*max_qid = rec->qid;
+}
+
+static void
 on_scan_problem(void *arg, const char *path, uint64_t offset, uint64_t skipped, const char *what)
 {
 	(void)arg;
@@ -66,9 +76,11 @@ on_scan_problem(void *arg, const char *path, uint64_t offset, uint64_t skipped, 
 
 /* Replays the spool: counts what is there, reports damage, finds the next segment number. */
 static int
-spool_recover(const struct config *cfg, uint32_t *next_seq)
+spool_recover(const struct config *cfg, uint32_t *next_seq, uint64_t *max_qid)
 {
-	struct spool_scan_ops ops = {.on_problem = on_scan_problem};
+	*max_qid = 0;
+	struct spool_scan_ops ops = {
+		.on_record = on_scan_record, .on_problem = on_scan_problem, .arg = max_qid};
 	struct spool_scan_stats st;
 	int rc = spool_scan_dir(cfg->spool_dir, &ops, &st);
 	if (rc < 0) {
@@ -158,13 +170,17 @@ daemon_start(struct daemon *d)
 {
 	char err[512];
 	uint32_t seq;
-	if (spool_recover(d->cfg, &seq) < 0)
+	uint64_t max_qid;
+	if (spool_recover(d->cfg, &seq, &max_qid) < 0)
 		return -1;
 	atomic_store(&d->next_seq, seq);
 	limits_init();
 	d->nshards = shard_count(d->cfg);
 	for (unsigned i = 0; i < d->nshards; i++) {
-		struct shard_params p = {.id = i, .cfg = d->cfg, .next_seq = &d->next_seq};
+		struct shard_params p = {.id = i,
+					 .cfg = d->cfg,
+					 .next_seq = &d->next_seq,
+					 .qid_floor_ms = SHARD_QID_MS(max_qid)};
 		d->shards[i] = shard_create(&p, err, sizeof err);
 		if (!d->shards[i] || shard_start(d->shards[i], err, sizeof err) < 0) {
 			fprintf(stderr, "ringmx: %s\n", err);

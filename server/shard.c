@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "server/assert.h"
@@ -14,7 +15,7 @@
 #include "server/shard_impl.h"
 
 #define SHARD_RING_ENTRIES 4096
-#define SHARD_RECV_BUFS 1024
+#define SHARD_RECV_BUFS 256 /* 4 MiB a shard: buffers go back to the ring within the turn */
 #define SHARD_RECV_BUF_SIZE 16384
 #define SHARD_LISTEN_BACKLOG 4096
 #define SHARD_SLOTS_SPARE 64 /* slots beyond max_connections, to say 421 to the excess */
@@ -40,6 +41,7 @@ shard_create(const struct shard_params *p, char *err, size_t err_len)
 	sh->cfg = p->cfg;
 	sh->next_seq = p->next_seq;
 	sh->sink = p->sink;
+	sh->qid_last_ms = p->qid_floor_ms;
 	sh->sink_rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)p->id << 17) ^ (uint64_t)time(NULL);
 	sh->wake_fd = -1;
 	for (unsigned i = 0; i < CONFIG_LISTEN_MAX; i++)
@@ -134,11 +136,28 @@ shard_destroy(struct shard *sh)
 
 /* ---- services for sessions ------------------------------------------------------------ */
 
+/*
+ * Queue ids: milliseconds since 2020 (40 bits) | shard (8 bits) | counter (16 bits). Per shard
+ * they only grow: the millisecond never goes below the last one used (nor below the floor
+ * main.c found in the spool at start), so a restart or a clock step back never repeats one.
+ */
 uint64_t
 shard_qid_next(struct shard *sh)
 {
-	uint64_t sec = (uint64_t)(time(NULL) - QID_EPOCH);
-	return (sec << 34) | ((uint64_t)(sh->id & 0xff) << 26) | (sh->qid_counter++ & 0x3ffffff);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t ms = (uint64_t)(ts.tv_sec - QID_EPOCH) * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	if (ms <= sh->qid_last_ms) {
+		ms = sh->qid_last_ms;
+		if (++sh->qid_counter > 0xffff) {
+			ms++;
+			sh->qid_counter = 0;
+		}
+	} else {
+		sh->qid_counter = 0;
+	}
+	sh->qid_last_ms = ms;
+	return (ms << 24) | ((uint64_t)(sh->id & 0xff) << 16) | sh->qid_counter;
 }
 
 const char *
@@ -332,9 +351,9 @@ static void
 shard_accept_reject(struct conn *c, enum limits_result lr)
 {
 	if (lr == LIMITS_PER_IP) {
-		conn_reply(c, "421 4.7.0 Error: too many connections from your address\r\n", 58);
+		conn_reply_lit(c, "421 4.7.0 Error: too many connections from your address\r\n");
 	} else {
-		conn_reply(c, "421 4.7.0 Error: too many connections\r\n", 39);
+		conn_reply_lit(c, "421 4.7.0 Error: too many connections\r\n");
 	}
 	if (log_start(LOG_WARN, "reject")) {
 		log_str("client", c->peer_ip);
@@ -411,7 +430,9 @@ shard_stop_begin(struct shard *sh)
 		struct io_uring_sqe *sqe = loop_sqe(&sh->loop);
 		io_uring_prep_cancel64(sqe, loop_ud(OP_ACCEPT, i, 0), 0);
 		io_uring_sqe_set_data64(sqe, loop_ud(OP_CANCEL, UINT32_MAX, 0));
-		/* The cancel is keyed by user_data; the socket itself goes once it completes. */
+		/* shutdown() stops the listener now, even while the accept still holds a
+		 * reference to it: new connections are refused from this moment. */
+		shutdown(sh->listen_fd[i], SHUT_RDWR);
 		close(sh->listen_fd[i]);
 		sh->listen_fd[i] = -1;
 	}

@@ -32,7 +32,11 @@ struct shard_params {
 	const struct config *cfg;
 	_Atomic uint32_t *next_seq; /* spool segment sequence, shared */
 	struct shard_sink sink;
+	uint64_t qid_floor_ms; /* queue ids start above this (from the spool's newest) */
 };
+
+/* The millisecond part of a queue id (see shard_qid_next). */
+#define SHARD_QID_MS(qid) ((qid) >> 24)
 
 /* Counters, readable from any thread at any time. */
 struct shard_stats {

@@ -64,6 +64,7 @@ struct shard {
 	char *scratch; /* output room for DATA bytes that are scanned but not kept */
 	size_t scratch_size;
 	uint32_t qid_counter;
+	uint64_t qid_last_ms;
 	time_t date_sec;
 	char date[64]; /* RFC 5322 date for Received:, cached per second */
 

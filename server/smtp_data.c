@@ -8,7 +8,8 @@
  *
  * RFC 5321 4.5.2: a line whose first character is '.' has that '.' deleted, and the line "."
  * (i.e. CRLF "." CRLF) ends the data. Only CRLF ends a line (2.3.8), so a '.' after a bare LF
- * or a bare CR is ordinary text and is neither deleted nor an end of DATA.
+ * or a bare CR is ordinary text and is neither deleted nor an end of DATA; a '.' at a real line
+ * start followed by a bare LF or CR is deleted like any other and does not end DATA either.
  *
  * Every line-start '.' is dropped on sight, so the only byte ever held back across calls is
  * the CR of a line-start ".\r" (it vanishes if an LF follows). Output per call is therefore at
@@ -54,39 +55,54 @@ data_vec_flags(data_vec cr, data_vec nul, data_vec any)
 	return flags;
 }
 
+/* data_copy_scan() for fewer bytes than a vector. */
+static uint32_t
+data_copy_scan_short(char *dst, const char *src, size_t n)
+{
+	uint32_t flags = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)src[i];
+		dst[i] = (char)c;
+		flags |= c == '\r' ? SMTP_DATA_BARE_CR : 0;
+		flags |= c == '\0' ? SMTP_DATA_NUL : 0;
+		flags |= c >= 0x80 ? SMTP_DATA_8BIT : 0;
+	}
+	return flags;
+}
+
 /*
  * Copies n bytes from src to dst (not overlapping) and returns SMTP_DATA_BARE_CR if any of them
  * is a CR, plus SMTP_DATA_NUL and SMTP_DATA_8BIT. The caller passes only bytes in which a CR
- * cannot be part of a CRLF. One pass does both jobs, so the flags cost no extra read.
+ * cannot be part of a CRLF. Copying and checking in one pass keeps the flags exact at no cost:
+ * measured as fast as memchr('\r') + memcpy, which would report neither NUL nor 8-bit.
  */
 static uint32_t
 data_copy_scan(char *dst, const char *src, size_t n)
 {
-	data_vec v, cr = {0}, nul = {0}, any = {0};
-	uint32_t flags = 0;
+	data_vec v, w, cr = {0}, nul = {0}, any = {0};
 	size_t i;
 
-	if (n < sizeof(v)) {
-		for (i = 0; i < n; i++) {
-			unsigned char c = (unsigned char)src[i];
-			dst[i] = (char)c;
-			flags |= c == '\r' ? SMTP_DATA_BARE_CR : 0;
-			flags |= c == '\0' ? SMTP_DATA_NUL : 0;
-			flags |= c >= 0x80 ? SMTP_DATA_8BIT : 0;
-		}
-		return flags;
+	if (n < sizeof(v))
+		return data_copy_scan_short(dst, src, n);
+	for (i = 0; i + 2 * sizeof(v) <= n; i += 2 * sizeof(v)) {
+		memcpy(&v, src + i, sizeof(v));
+		memcpy(&w, src + i + sizeof(v), sizeof(w));
+		memcpy(dst + i, &v, sizeof(v));
+		memcpy(dst + i + sizeof(v), &w, sizeof(w));
+		cr |= (data_vec)(v == '\r') | (data_vec)(w == '\r');
+		nul |= (data_vec)(v == 0) | (data_vec)(w == 0);
+		any |= v | w;
 	}
-	/* Whole vectors, then one last vector that overlaps the previous one: no byte loop. */
-	for (i = 0;; i += sizeof(v)) {
-		if (i > n - sizeof(v))
+	/* At most two more vectors; the last one may overlap bytes already done, never n. */
+	for (; i < n; i += sizeof(v)) {
+		if (i + sizeof(v) > n)
 			i = n - sizeof(v);
 		memcpy(&v, src + i, sizeof(v));
 		memcpy(dst + i, &v, sizeof(v));
 		cr |= (data_vec)(v == '\r');
 		nul |= (data_vec)(v == 0);
 		any |= v;
-		if (i == n - sizeof(v))
-			break;
 	}
 	return data_vec_flags(cr, nul, any);
 }
@@ -184,10 +200,11 @@ smtp_data_scan_feed(struct smtp_data_scan *scan, const char *in, size_t len, cha
 {
 	const char *p = in, *end = in + len;
 	char *o = out;
-	uint32_t state = scan->state, flags = 0;
+	uint32_t state, flags = 0;
 
 	ASSERT(scan != NULL && out_len != NULL && (in != NULL || len == 0) && out != NULL);
-	ASSERT(state < DATA_DONE || scan->done);
+	state = scan->state;
+	ASSERT(state <= DATA_DONE && (state == DATA_DONE) == scan->done);
 	/* out must not overlap in: a held-back CR is written before in[0] is read. */
 	ASSERT((uintptr_t)out + len + SMTP_DATA_HOLD_MAX <= (uintptr_t)in ||
 	       (uintptr_t)in + len <= (uintptr_t)out || len == 0);

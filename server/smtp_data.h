@@ -10,12 +10,13 @@
  *
  * Usage:
  *   struct smtp_data_scan s; smtp_data_scan_init(&s);
- *   loop: n = smtp_data_scan_feed(&s, in, len, out, &out_len);  // out has room for len bytes
+ *   loop: n = smtp_data_scan_feed(&s, in, len, out, &out_len);  // see Memory for out's size
  *         in += n; len -= n; if (s.done) break;
  *
  * Memory: no allocation. Output is never longer than the input consumed, plus at most
  * SMTP_DATA_HOLD_MAX bytes held back from earlier calls (a line start that could still turn
- * out to be the terminator), so `out` needs room for len + SMTP_DATA_HOLD_MAX.
+ * out to be the terminator), so `out` needs room for len + SMTP_DATA_HOLD_MAX; it must not
+ * overlap `in`.
  * The terminator ".\r\n" itself is not written; the last line's CRLF is.
  */
 #ifndef RINGMX_SMTP_DATA_H

@@ -3,7 +3,7 @@
  *
  * One memchr finds the line end (the hot path), one short loop checks the line's bytes, then a
  * verb table lookup and one small handler per verb family. Everything else is slices into the
- * caller's buffer. Being liberal where RFC 5321 allows (blanks around arguments, spaces after
+ * caller's buffer. It is liberal where RFC 5321 allows (blanks around arguments, spaces after
  * "FROM:", TAB as a blank) and strict where laxness is dangerous (line ends, control bytes,
  * the <path> grammar).
  */
@@ -30,13 +30,27 @@ struct smtp_verb_name {
 
 /* HTTP methods are recognised so the session can drop a browser or proxy probe at once. */
 static const struct smtp_verb_name smtp_verbs[] = {
-	{"HELO", SMTP_VERB_HELO},	  {"EHLO", SMTP_VERB_EHLO},	{"MAIL", SMTP_VERB_MAIL},
-	{"RCPT", SMTP_VERB_RCPT},	  {"DATA", SMTP_VERB_DATA},	{"BDAT", SMTP_VERB_BDAT},
-	{"RSET", SMTP_VERB_RSET},	  {"NOOP", SMTP_VERB_NOOP},	{"QUIT", SMTP_VERB_QUIT},
-	{"VRFY", SMTP_VERB_VRFY},	  {"HELP", SMTP_VERB_HELP},	{"STARTTLS", SMTP_VERB_STARTTLS},
-	{"AUTH", SMTP_VERB_AUTH},	  {"EXPN", SMTP_VERB_EXPN},	{"ETRN", SMTP_VERB_ETRN},
-	{"GET", SMTP_VERB_HTTP},	  {"POST", SMTP_VERB_HTTP},	{"HEAD", SMTP_VERB_HTTP},
-	{"PUT", SMTP_VERB_HTTP},	  {"CONNECT", SMTP_VERB_HTTP},	{"OPTIONS", SMTP_VERB_HTTP},
+	{"HELO", SMTP_VERB_HELO},
+	{"EHLO", SMTP_VERB_EHLO},
+	{"MAIL", SMTP_VERB_MAIL},
+	{"RCPT", SMTP_VERB_RCPT},
+	{"DATA", SMTP_VERB_DATA},
+	{"BDAT", SMTP_VERB_BDAT},
+	{"RSET", SMTP_VERB_RSET},
+	{"NOOP", SMTP_VERB_NOOP},
+	{"QUIT", SMTP_VERB_QUIT},
+	{"VRFY", SMTP_VERB_VRFY},
+	{"HELP", SMTP_VERB_HELP},
+	{"STARTTLS", SMTP_VERB_STARTTLS},
+	{"AUTH", SMTP_VERB_AUTH},
+	{"EXPN", SMTP_VERB_EXPN},
+	{"ETRN", SMTP_VERB_ETRN},
+	{"GET", SMTP_VERB_HTTP},
+	{"POST", SMTP_VERB_HTTP},
+	{"HEAD", SMTP_VERB_HTTP},
+	{"PUT", SMTP_VERB_HTTP},
+	{"CONNECT", SMTP_VERB_HTTP},
+	{"OPTIONS", SMTP_VERB_HTTP},
 };
 
 /* ASCII-only classes: <ctype.h> depends on the locale and misclassifies bytes >= 0x80. */

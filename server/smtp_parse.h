@@ -106,7 +106,7 @@ bool smtp_slice_eq(struct smtp_slice s, const char *lit);
 /*
  * Splits a mailbox "local@domain" at its last '@' outside a quoted local part.
  * Returns true with domain filled (may be an address literal "[...]"), false when there is
- * no '@' (e.g. "postmaster").
+ * no '@' (e.g. "postmaster"); then *local is the whole path and *domain is empty.
  */
 bool smtp_path_domain(struct smtp_slice path, struct smtp_slice *local, struct smtp_slice *domain);
 

@@ -13,7 +13,7 @@
 #include "server/shard_impl.h"
 #include "server/smtp_parse.h"
 
-#define REPLY(c, lit) conn_reply((c), lit, sizeof(lit) - 1)
+#define REPLY(c, lit) conn_reply_lit(c, lit)
 #define HELO_MAX 255
 #define FEED_MAX (64 * 1024) /* DATA/BDAT bytes handled per step (bounds buffer growth) */
 #define RECEIVED_MAX 1024
@@ -49,6 +49,8 @@ log_reject(struct conn *c, const char *reason, const char *reply, size_t reply_l
 	log_finish();
 }
 
+#define REJECT_LOG(c, reason, lit) log_reject((c), (reason), "" lit, sizeof(lit) - 1)
+
 #define REJECT(c, reason, lit)                                                                 \
 	do {                                                                                   \
 		REPLY(c, lit);                                                                 \
@@ -63,7 +65,7 @@ session_error(struct conn *c)
 	if (++s->errors < cfg_of(c)->max_errors)
 		return false;
 	conn_replyf(c, "421 4.7.0 %s Error: too many errors\r\n", cfg_of(c)->hostname);
-	log_reject(c, "too_many_errors", "421 4.7.0 too many errors\r\n", 27);
+	REJECT_LOG(c, "too_many_errors", "421 4.7.0 too many errors\r\n");
 	conn_close_after_flush(c);
 	return true;
 }
@@ -501,6 +503,8 @@ data_feed(struct conn *c, const char *p, size_t n)
 
 /* ---- BDAT (RFC 3030) ------------------------------------------------------------------ */
 
+static void bdat_chunk_end(struct conn *c);
+
 static void
 cmd_bdat(struct conn *c, const struct smtp_cmd *cmd)
 {
@@ -518,6 +522,8 @@ cmd_bdat(struct conn *c, const struct smtp_cmd *cmd)
 	}
 	s->state = SMTP_ST_BDAT;
 	conn_set_timeout(c, cfg_of(c)->timeout_data);
+	if (s->bdat_left == 0)
+		bdat_chunk_end(c); /* "BDAT 0 LAST": no bytes follow (RFC 3030 2) */
 }
 
 static void
@@ -797,10 +803,10 @@ session_timeout(struct conn *c)
 	}
 	if (c->shard->loop.now_ms >= c->session_deadline_ms) {
 		conn_replyf(c, "421 4.4.2 %s Error: session time limit exceeded\r\n", cfg->hostname);
-		log_reject(c, "session_timeout", "421 4.4.2 session time limit\r\n", 30);
+		REJECT_LOG(c, "session_timeout", "421 4.4.2 session time limit\r\n");
 	} else {
 		conn_replyf(c, "421 4.4.2 %s Error: timeout exceeded\r\n", cfg->hostname);
-		log_reject(c, "timeout", "421 4.4.2 timeout exceeded\r\n", 28);
+		REJECT_LOG(c, "timeout", "421 4.4.2 timeout exceeded\r\n");
 	}
 	conn_close_after_flush(c);
 }

@@ -6,6 +6,7 @@ Binaries come from $RINGMX_BIN (default: ./bin), so `make check-asan` runs the s
 against the sanitizer build.
 """
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -30,7 +31,10 @@ def wait_port(host, port, timeout=10.0, proc=None):
             raise RuntimeError("server exited early with %s" % proc.returncode)
         try:
             with socket.create_connection((host, port), timeout=0.2) as s:
-                s.recv(1024)  # the greeting (or nothing, with a greeting delay)
+                try:
+                    s.recv(1024)  # the greeting
+                except socket.timeout:
+                    pass  # none yet (greeting_delay_ms): connected is enough
                 return
         except OSError:
             time.sleep(0.05)
@@ -94,12 +98,36 @@ class Server:
         with open(self.logfile, "r", errors="replace") as f:
             return f.read()
 
+    def log_events(self, event):
+        """The log lines with event=EVENT."""
+        pat = re.compile(r"(^|\s)event=%s(\s|$)" % re.escape(event))
+        return [line for line in self.log().splitlines() if pat.search(line)]
+
+    def wait_log(self, event, count=1, timeout=5.0):
+        """Waits until the log has at least `count` lines with event=EVENT; returns them."""
+        deadline = time.time() + timeout
+        while True:
+            lines = self.log_events(event)
+            if len(lines) >= count:
+                return lines
+            if time.time() > deadline:
+                raise AssertionError("no %d x event=%s in the log within %.1f s; log:\n%s"
+                                     % (count, event, timeout, self.log()[-3000:]))
+            time.sleep(0.02)
+
+    def reload(self, **sections):
+        """Rewrites the config file with these section updates and sends SIGHUP."""
+        for name, kv in sections.items():
+            self.sections.setdefault(name, {}).update(kv)
+        self.write_config()
+        self.proc.send_signal(signal.SIGHUP)
+
     def spool_records(self):
         """Every record in the spool, decoded by ringmx-spool export (JSON lines)."""
         import base64
         import json
         out = subprocess.run([os.path.join(BIN, "ringmx-spool"), "-d", self.spool, "export"],
-                             check=True, capture_output=True, text=True).stdout
+                             check=True, capture_output=True, text=True, timeout=30).stdout
         recs = []
         for line in out.splitlines():
             r = json.loads(line)

@@ -100,12 +100,10 @@ Test(bench_opts, name_equals_value_is_the_same_as_two_arguments)
 
 Test(bench_opts, messages_with_duration_is_an_error_in_either_order)
 {
-	assert_usage_error(parse_args("--server", "h:25", "--messages", "5", "--duration", "3",
-				      NULL),
-			   "exclude");
-	assert_usage_error(parse_args("--server", "h:25", "--duration", "3", "--messages", "5",
-				      NULL),
-			   "exclude");
+	assert_usage_error(
+	    parse_args("--server", "h:25", "--messages", "5", "--duration", "3", NULL), "exclude");
+	assert_usage_error(
+	    parse_args("--server", "h:25", "--duration", "3", "--messages", "5", NULL), "exclude");
 }
 
 Test(bench_opts, the_server_is_required)
@@ -144,12 +142,12 @@ Test(bench_opts, help_is_reported_to_the_caller)
 Test(bench_opts, out_of_range_numbers_are_errors)
 {
 	static const char *const bad[][2] = {
-		{"--connections", "0"}, {"--connections", "-1"}, {"--connections", "1e3"},
-		{"--threads", "abc"},   {"--threads", "0"},      {"--rcpts", "0"},
-		{"--rcpts", "1001"},    {"--messages", "0"},     {"--messages", ""},
-		{"--rate", "0"},        {"--rate", "-5"},        {"--duration", "0"},
-		{"--duration", "x"},    {"--timeout", "0"},      {"--timeout", "nan"},
-		{"--warmup", "-1"},     {"--per-conn", "1.5"},   {"--duration", "inf"},
+	    {"--connections", "0"}, {"--connections", "-1"}, {"--connections", "1e3"},
+	    {"--threads", "abc"},   {"--threads", "0"},	     {"--rcpts", "0"},
+	    {"--rcpts", "1001"},    {"--messages", "0"},     {"--messages", ""},
+	    {"--rate", "0"},	    {"--rate", "-5"},	     {"--duration", "0"},
+	    {"--duration", "x"},    {"--timeout", "0"},	     {"--timeout", "nan"},
+	    {"--warmup", "-1"},	    {"--per-conn", "1.5"},   {"--duration", "inf"},
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -223,11 +221,29 @@ Test(bench_opts, sizes_without_weights_weigh_one_each)
 Test(bench_opts, malformed_size_lists_are_errors)
 {
 	static const char *const bad[] = {
-		"",         "1k:",       ":50",      "1k:0",        "1x",     "1k:50,",
-		",1k",      "1k::5",     "-1k",      "1k:-5",       "1k:abc", "100",
-		"1g",       "1k:50;2k:5", " 1k",     "1k ",         "k",      "1k:1000001",
-		"99999999999999999999k", "300m", "1k,,2k", "1k:5:5",
-		"1k,1k,1k,1k,1k,1k,1k,1k,1k,1k,1k,1k,1k,1k,1k,1k,1k", /* 17 entries */
+	    "",
+	    "1k:",
+	    ":50",
+	    "1k:0",
+	    "1x",
+	    "1k:50,",
+	    ",1k",
+	    "1k::5",
+	    "-1k",
+	    "1k:-5",
+	    "1k:abc",
+	    "100",
+	    "1g",
+	    "1k:50;2k:5",
+	    " 1k",
+	    "1k ",
+	    "k",
+	    "1k:1000001",
+	    "99999999999999999999k",
+	    "300m",
+	    "1k,,2k",
+	    "1k:5:5",
+	    "1k,1k,1k,1k,1k,1k,1k,1k,1k,1k,1k,1k,1k,1k,1k,1k,1k", /* 17 entries */
 	};
 	struct bench_size s[BENCH_SIZES_MAX];
 
@@ -257,10 +273,18 @@ Test(bench_opts, byte_sizes_take_k_and_m_suffixes)
 	static const struct {
 		const char *in;
 		uint64_t want;
-	} ok[] = {{"4096", 4096}, {"4k", 4096}, {"4K", 4096}, {"1m", 1048576}, {"3M", 3145728},
-		  {"0", 0}};
-	static const char *const bad[] = {"", "k", "4kb", "4 k", "+4", "-4", "0x10", "4.5k",
-					  "18446744073709551616", "18014398509481984k"};
+	} ok[] = {{"4096", 4096},  {"4k", 4096},    {"4K", 4096},
+		  {"1m", 1048576}, {"3M", 3145728}, {"0", 0}};
+	static const char *const bad[] = {"",
+					  "k",
+					  "4kb",
+					  "4 k",
+					  "+4",
+					  "-4",
+					  "0x10",
+					  "4.5k",
+					  "18446744073709551616",
+					  "18014398509481984k"};
 	uint64_t v;
 
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
@@ -279,18 +303,18 @@ Test(bench_opts, servers_are_split_into_host_and_port)
 	static const struct {
 		const char *in, *host, *port;
 	} ok[] = {
-		{"127.0.0.1:2600", "127.0.0.1", "2600"},
-		{"[::1]:25", "::1", "25"},
-		{"[2001:db8::1]:587", "2001:db8::1", "587"},
-		{"mx.example.com:25", "mx.example.com", "25"},
-		{"localhost:65535", "localhost", "65535"},
+	    {"127.0.0.1:2600", "127.0.0.1", "2600"},
+	    {"[::1]:25", "::1", "25"},
+	    {"[2001:db8::1]:587", "2001:db8::1", "587"},
+	    {"mx.example.com:25", "mx.example.com", "25"},
+	    {"localhost:65535", "localhost", "65535"},
 	};
 	char host[BENCH_HOST_MAX + 1], port[6];
 
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-		cr_assert_eq(bench_opts_parse_server(ok[i].in, host, sizeof(host), port,
-						     sizeof(port)),
-			     0, "'%s'", ok[i].in);
+		cr_assert_eq(
+		    bench_opts_parse_server(ok[i].in, host, sizeof(host), port, sizeof(port)), 0,
+		    "'%s'", ok[i].in);
 		cr_assert_str_eq(host, ok[i].host);
 		cr_assert_str_eq(port, ok[i].port);
 	}
@@ -298,14 +322,15 @@ Test(bench_opts, servers_are_split_into_host_and_port)
 
 Test(bench_opts, malformed_servers_are_errors)
 {
-	static const char *const bad[] = {"::1:25", "host",   "host:",  ":25",   "host:0",
+	static const char *const bad[] = {"::1:25",	"host",	   "host:",   ":25",   "host:0",
 					  "host:65536", "host:2x", "[::1]25", "[::1]", "ho st:25",
-					  "[]:25", "host:-1", "[::1:25"};
+					  "[]:25",	"host:-1", "[::1:25"};
 	char host[BENCH_HOST_MAX + 1], port[6];
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		cr_assert_eq(bench_opts_parse_server(bad[i], host, sizeof(host), port, sizeof(port)),
-			     -EINVAL, "'%s' was accepted", bad[i]);
+		cr_assert_eq(
+		    bench_opts_parse_server(bad[i], host, sizeof(host), port, sizeof(port)),
+		    -EINVAL, "'%s' was accepted", bad[i]);
 }
 
 /* ---- address patterns ---- */
@@ -337,13 +362,13 @@ Test(bench_opts, patterns_expand_sequence_and_recipient_numbers)
 
 Test(bench_opts, malformed_patterns_are_errors)
 {
-	static const char *const bad[] = {"{x}@a", "a{n", "a}b", "a b@c", "<a>@b", "a\"b@c",
-					  "a\r\n@b", "{N}@a", "{}@a", "a@b\x7f"};
+	static const char *const bad[] = {"{x}@a",  "a{n",     "a}b",	"a b@c", "<a>@b",
+					  "a\"b@c", "a\r\n@b", "{N}@a", "{}@a",	 "a@b\x7f"};
 	struct bench_pattern p;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		cr_assert_eq(bench_opts_pattern_compile(bad[i], true, &p, err, sizeof(err)), -EINVAL,
-			     "'%s' was accepted", bad[i]);
+		cr_assert_eq(bench_opts_pattern_compile(bad[i], true, &p, err, sizeof(err)),
+			     -EINVAL, "'%s' was accepted", bad[i]);
 	cr_assert_eq(bench_opts_pattern_compile("{r}@a", false, &p, err, sizeof(err)), -EINVAL,
 		     "{r} is only for recipients");
 }

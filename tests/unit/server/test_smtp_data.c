@@ -22,8 +22,8 @@ guard_region(size_t len)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	size_t data = (len + page - 1) / page * page;
-	char *base = mmap(NULL, data + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-			  -1, 0);
+	char *base =
+	    mmap(NULL, data + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
 	cr_assert(base != MAP_FAILED);
 	cr_assert_eq(mprotect(base + data, page, PROT_NONE), 0);
@@ -63,8 +63,9 @@ ref_scan(const char *in, size_t len, struct result *r)
 		for (j = i; j + 1 < len && !(in[j] == '\r' && in[j + 1] == '\n'); j++)
 			;
 		if (j + 1 >= len) {
-			bool pending = len - i == 1 ? in[i] == '.' :
-				       len - i == 2 && in[i] == '.' && in[i + 1] == '\r';
+			bool pending = len - i == 1
+					   ? in[i] == '.'
+					   : len - i == 2 && in[i] == '.' && in[i + 1] == '\r';
 			start = in[i] == '.' ? i + 1 : i;
 			if (!pending) {
 				memcpy(r->out + r->out_len, in + start, len - start);
@@ -316,9 +317,14 @@ Test(smtp_data, smuggled_terminators_never_end_data)
 		size_t len;
 		bool flagged; /* false: just unfinished, nothing bare yet */
 	} tails[] = {
-		{STREAM("\n.\n"), true},	 {STREAM("\n.\r\n"), true}, {STREAM("\r\n.\n"), true},
-		{STREAM("\r.\r\n"), true},	 {STREAM("\r\n.\r"), false}, {STREAM("\r\n.\rX"), true},
-		{STREAM("\r\n\0.\r\n"), true}, {STREAM("\r\n.\0\r\n"), true},
+		{STREAM("\n.\n"), true},
+		{STREAM("\n.\r\n"), true},
+		{STREAM("\r\n.\n"), true},
+		{STREAM("\r.\r\n"), true},
+		{STREAM("\r\n.\r"), false},
+		{STREAM("\r\n.\rX"), true},
+		{STREAM("\r\n\0.\r\n"), true},
+		{STREAM("\r\n.\0\r\n"), true},
 		{STREAM("\r\0\n.\r\n"), true},
 	};
 	static struct result r;
