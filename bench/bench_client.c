@@ -1543,8 +1543,13 @@ bench_client_run(void *arg)
 	c->warmup_end_ns = p->t0_ns + p->warmup_ns;
 	c->end_ns = p->duration_ns ? c->warmup_end_ns + p->duration_ns : 0;
 	c->next_sweep_ns = c->now_ns + SWEEP_INTERVAL_NS;
-	for (unsigned i = 0; i < c->nconns; i++)
-		conn_connect(c, &c->conns[i]);
+	/* With fewer messages than connections, the spare slots are never opened. */
+	for (unsigned i = 0; i < c->nconns; i++) {
+		if (p->duration_ns || i < c->quota)
+			conn_connect(c, &c->conns[i]);
+		else
+			conn_set_done(c, &c->conns[i]);
+	}
 	while (c->finished < c->nconns) {
 		rc = client_turn(c);
 		if (rc < 0) {

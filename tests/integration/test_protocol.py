@@ -589,7 +589,7 @@ def test_sigterm_lets_a_message_in_progress_finish_then_says_421_and_exits_0(rin
             pass
         else:
             with late:
-                late.assert_closed()
+                late.assert_closed(timeout=3)
         second = b"second half\r\n"
         busy.send(second + b".\r\n")
         done, bye = busy.replies(2)
