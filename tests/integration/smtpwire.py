@@ -139,6 +139,24 @@ class Wire:
                 return False
         return self.buf == b""
 
+    def replies_until_close(self, timeout=None):
+        """Reads every reply until the server closes the connection; returns them all."""
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        got = []
+        while True:
+            r = self._take_reply()
+            if r is not None:
+                got.append(r)
+                continue
+            if self.eof:
+                assert self.buf == b"", "bytes after the last reply: %r" % self.buf
+                return got
+            try:
+                self._recv(deadline)
+            except socket.timeout:
+                raise AssertionError("no close; replies so far %r, left %r"
+                                     % (got, self.buf)) from None
+
     def assert_closed(self, timeout=None):
         """Asserts that the server closes the connection with nothing more said."""
         if not self.closed(timeout):

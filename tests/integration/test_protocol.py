@@ -237,6 +237,27 @@ def test_an_endless_line_is_skipped_not_buffered(ringmx_factory):
     assert_serves(srv.port)
 
 
+def test_a_bdat_message_bigger_than_max_message_size_gets_552_and_is_not_stored(
+        ringmx_factory):
+    srv = ringmx_factory(server={"max_message_size": "65536"})
+    with Wire(srv.port) as w:
+        ehlo(w)
+        assert w.cmd("MAIL FROM:<big@client.test>").code == 250
+        assert w.cmd("RCPT TO:<r@localhost>").code == 250
+        w.send(b"BDAT 40000\r\n" + b"a" * 40000)
+        assert w.reply().last == "250 2.0.0 40000 octets received"
+        # The chunk that crosses the limit is still read whole (its bytes are not commands).
+        w.send(b"BDAT 40000 LAST\r\n" + b"QUIT\r\n" * 6666 + b"QUIT")
+        assert w.reply().last == "552 5.3.4 Error: message too big"
+        assert w.cmd("NOOP").last == "250 2.0.0 Ok"
+        # The transaction is over: a new one starts cleanly and is stored.
+        w.send(b"MAIL FROM:<small@client.test>\r\nRCPT TO:<r@localhost>\r\nBDAT 5 LAST\r\nsmall")
+        qid = qid_of(w.replies(3)[2])
+    recs = srv.spool_records()
+    assert [(r["qid"], r["from"]) for r in recs] == [(qid, "small@client.test")]
+    assert len(rejects(srv, "message_too_big")) == 1
+
+
 def test_the_recipient_past_max_recipients_gets_452_and_the_message_keeps_the_first_five(
         ringmx_factory):
     srv = ringmx_factory(server={"max_recipients": "5"})
@@ -449,24 +470,26 @@ SMUGGLED = (b"MAIL FROM:<evil@x>\r\nRCPT TO:<victim@localhost>\r\nDATA\r\n"
 
 
 def smuggle(srv, ending):
-    """One DATA transaction holding `ending` + a whole second transaction; NOOP after it.
-    Returns (reply to the end of data, the input that DATA carried)."""
+    """One DATA transaction holding `ending` + a whole second transaction, then NOOP and QUIT
+    in the same write. Returns (reply to the end of data, the input that DATA carried)."""
     data = b"Subject: smuggle\r\n\r\nhello" + ending + SMUGGLED
     with Wire(srv.port) as w:
         ehlo(w)
         w.send(b"MAIL FROM:<sender@client.test>\r\nRCPT TO:<rcpt@localhost>\r\nDATA\r\n")
         assert [r.code for r in w.replies(3)] == [250, 250, 354]
-        w.send(data + b"NOOP\r\n")
-        end, noop = w.replies(2)
-        # Exactly one reply for the whole input, then the NOOP's: no 250/250/354 of a
-        # second transaction anywhere.
-        assert noop.last == "250 2.0.0 Ok", (end, noop)
-        assert w.quiet()
-        assert w.cmd("QUIT").code == 221
-    return end, data
+        w.send(data + b"NOOP\r\nQUIT\r\n")
+        rs = w.replies_until_close()
+        # Exactly one reply for the whole input, then the NOOP's and the QUIT's: no
+        # 250/250/354 of a second transaction anywhere.
+        assert [r.code for r in rs[1:]] == [250, 221], rs
+    return rs[0], data
 
 
-@pytest.mark.parametrize("ending", BAD_ENDINGS, ids=[repr(e)[2:-1] for e in BAD_ENDINGS])
+def ending_id(e):
+    return e.decode().replace("\r", "CR").replace("\n", "LF")
+
+
+@pytest.mark.parametrize("ending", BAD_ENDINGS, ids=[ending_id(e) for e in BAD_ENDINGS])
 def test_a_bare_newline_end_of_data_is_rejected_with_554_and_nothing_is_stored(ringmx,
                                                                               ending):
     end, _ = smuggle(ringmx, ending)
@@ -478,7 +501,7 @@ def test_a_bare_newline_end_of_data_is_rejected_with_554_and_nothing_is_stored(r
     assert ringmx.log_events("accept") == []
 
 
-@pytest.mark.parametrize("ending", BAD_ENDINGS, ids=[repr(e)[2:-1] for e in BAD_ENDINGS])
+@pytest.mark.parametrize("ending", BAD_ENDINGS, ids=[ending_id(e) for e in BAD_ENDINGS])
 def test_with_bare_newline_accept_the_smuggled_transaction_is_only_body_bytes(ringmx_factory,
                                                                              ending):
     srv = ringmx_factory(server={"bare_newline": "accept"})
