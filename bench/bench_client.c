@@ -1489,6 +1489,14 @@ client_turn(struct bench_client *c)
 	uint64_t wait_ns = client_wait_ns(c);
 
 	client_apply_stamps(c);
+	if (getenv("SPIN") && wait_ns > 0) {
+		uint64_t until = bench_client_now_ns() + 200000;
+		io_uring_submit_and_get_events(&c->ring);
+		while (io_uring_cq_ready(&c->ring) == 0 && bench_client_now_ns() < until)
+			io_uring_get_events(&c->ring);
+		if (io_uring_cq_ready(&c->ring))
+			wait_ns = 0;
+	}
 	if (wait_ns == 0) {
 		rc = io_uring_submit_and_get_events(&c->ring);
 	} else {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -52,6 +53,38 @@ struct spool {
 
 	struct spool_stats stats;
 };
+
+int
+spool_dir_lock(const char *dir, char *err, size_t err_len)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/ringmx.lock", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		char pid[32] = "";
+		ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		if (e == EWOULDBLOCK)
+			snprintf(err, err_len, "%s: the spool is in use by another ringmx (pid %s)",
+				 dir, pid[0] ? pid : "unknown");
+		else
+			snprintf(err, err_len, "%s: cannot lock: %s", path, strerror(e));
+		close(fd);
+		return -e;
+	}
+	char pid[32];
+	int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+		/* The lock holds without the pid; the pid is only for the message above. */
+	}
+	return fd;
+}
 
 struct spool *
 spool_open(const struct spool_params *p, char *err, size_t err_len)
@@ -128,6 +161,13 @@ spool_segment_next(struct spool *sp)
 	if (sp->fd >= 0) {
 		close(sp->fd);
 		sp->fd = -1;
+		if (sp->off == 0) {
+			/* Nothing was ever committed to it (its first batch failed): drop it, so a
+			 * full disk does not leave a trail of empty segments. */
+			char old[64];
+			snprintf(old, sizeof old, SPOOL_SEGMENT_FMT, sp->seq);
+			unlinkat(sp->dirfd, old, 0);
+		}
 	}
 	uint32_t seq = atomic_fetch_add(sp->next_seq, 1);
 	char name[64];
@@ -151,11 +191,12 @@ spool_segment_next(struct spool *sp)
 static void
 spool_submit(struct spool *sp, struct io_uring *ring, uint64_t ud_base)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-	if (!sqe) {
+	/* The write and its fdatasync must go in one submission, or the link is lost and the
+	 * sync could run before the write: make room for both first (invariant 1). */
+	if (io_uring_sq_space_left(ring) < 2)
 		io_uring_submit(ring);
-		sqe = io_uring_get_sqe(ring);
-	}
+	ASSERT(io_uring_sq_space_left(ring) >= 2);
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 	ASSERT(sqe != NULL);
 	unsigned n = sp->batch.n - sp->iov_first;
 	io_uring_prep_writev(sqe, sp->fd, sp->iov + sp->iov_first, n, sp->off + sp->batch_written);
@@ -166,11 +207,6 @@ spool_submit(struct spool *sp, struct io_uring *ring, uint64_t ud_base)
 	/* Linked: the fdatasync runs only after the whole write succeeded. */
 	sqe->flags |= IOSQE_IO_LINK;
 	sqe = io_uring_get_sqe(ring);
-	if (!sqe) {
-		/* Cannot split a link across submits; drop the link and let the sync follow. */
-		io_uring_submit(ring);
-		sqe = io_uring_get_sqe(ring);
-	}
 	ASSERT(sqe != NULL);
 	io_uring_prep_fsync(sqe, sp->fd, IORING_FSYNC_DATASYNC);
 	io_uring_sqe_set_data64(sqe, ud_base | SPOOL_UD_SYNC);

@@ -43,6 +43,13 @@ struct spool_params {
 
 typedef void (*spool_done_fn)(void *arg, uint64_t owner, uint64_t rec_off, int status);
 
+/*
+ * Locks the spool directory for this process (an flock on DIR/ringmx.lock holding our pid),
+ * so that a second ringmx on the same spool refuses to start instead of interleaving segments.
+ * Returns the lock fd (keep it open for the life of the process) or -errno with err filled.
+ */
+int spool_dir_lock(const char *dir, char *err, size_t err_len);
+
 struct spool *spool_open(const struct spool_params *p, char *err, size_t err_len);
 void spool_close(struct spool *sp);
 

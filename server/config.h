@@ -57,7 +57,7 @@ struct config {
 	unsigned shards;                 /* 0 in the file means: number of CPUs (resolved at load) */
 	unsigned max_connections;        /* whole server */
 	unsigned max_connections_per_ip; /* 0 = no limit; relay_networks are exempt */
-	uint64_t max_message_size;       /* bytes, as stored (Received: header included) */
+	uint64_t max_message_size;       /* bytes as the client sends them (no Received:) */
 	unsigned max_recipients;         /* per transaction */
 	unsigned max_line_length;        /* bytes per command line, CRLF included */
 	unsigned max_errors;             /* errors per session before 421 and close */

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "queue/spool.h"
 #include "queue/spool_scan.h"
 #include "server/config.h"
 #include "server/limits.h"
@@ -263,6 +264,12 @@ main(int argc, char **argv)
 	if (rc < 0) {
 		fprintf(stderr, "ringmx: %s: cannot create spool directory: %s\n", d.cfg->spool_dir,
 			strerror(-rc));
+		return 1;
+	}
+	int lock_fd = spool_dir_lock(d.cfg->spool_dir, err, sizeof err);
+	if (lock_fd < 0) {
+		fprintf(stderr, "ringmx: %s\n", err);
+		config_free(d.cfg);
 		return 1;
 	}
 	if (!d.cfg->fsync)

@@ -110,7 +110,9 @@ session_greet(struct conn *c)
 static uint32_t
 arena_add(struct smtp_session *s, const char *p, size_t n)
 {
-	if ((size_t)s->arena_len + n > s->arena_cap) {
+	/* Allocated even for an empty string (the null sender "<>"), so arena is never NULL
+	 * once a transaction has begun. */
+	if (s->arena == NULL || (size_t)s->arena_len + n > s->arena_cap) {
 		size_t cap = s->arena_cap ? s->arena_cap : 512;
 		while (cap < (size_t)s->arena_len + n)
 			cap *= 2;
@@ -120,7 +122,8 @@ arena_add(struct smtp_session *s, const char *p, size_t n)
 		s->arena_cap = (uint32_t)cap;
 	}
 	uint32_t off = s->arena_len;
-	memcpy(s->arena + off, p, n);
+	if (n > 0)
+		memcpy(s->arena + off, p, n);
 	s->arena_len += (uint32_t)n;
 	return off;
 }

@@ -191,6 +191,37 @@ def test_a_command_line_longer_than_max_line_length_gets_500_and_the_session_goe
     assert len(rejects(ringmx, "line_too_long")) == 1
 
 
+def test_a_line_of_exactly_max_line_length_is_taken_and_one_byte_more_is_not(ringmx):
+    with Wire(ringmx.port) as w:
+        ehlo(w)
+        exact = b"NOOP " + b"x" * (2048 - len(b"NOOP \r\n"))  # 2048 bytes with its CRLF
+        assert w.cmd(exact).last == "250 2.0.0 Ok"
+        assert w.cmd(exact + b"x").last == "500 5.5.2 Error: line too long"
+        assert w.cmd("NOOP").last == "250 2.0.0 Ok"
+    assert len(rejects(ringmx, "line_too_long")) == 1
+
+
+def test_a_transaction_sent_one_byte_per_write_is_read_like_one_sent_at_once(ringmx):
+    with Wire(ringmx.port) as w:
+        w.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def trickle(data):
+            for i in range(len(data)):
+                w.send(data[i:i + 1])
+
+        trickle(b"EHLO slow.test\r\nMAIL FROM:<slow@client.test>\r\nRCPT TO:<r@localhost>\r\n"
+                b"DATA\r\n")
+        assert [r.code for r in w.replies(4)] == [250, 250, 250, 354]
+        body = b"Subject: slow\r\n\r\n..stuffed\r\nline\r\n"
+        trickle(body + b".\r\nNOOP\r\n")
+        done, noop = w.replies(2)
+        qid = qid_of(done)
+        assert noop.last == "250 2.0.0 Ok"
+    recs = ringmx.spool_records()
+    assert [r["qid"] for r in recs] == [qid]
+    assert body_after_received(recs[0]["message"]) == unstuff(body + b".\r\n")
+
+
 def rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:

@@ -467,3 +467,16 @@ def test_bdat_0_last_ends_the_message(ringmx_factory, first):
     assert code == 250 and m.acked, line
     assert srv.stop() == 0
     check_spool(srv, [m])
+
+
+def test_a_second_ringmx_on_the_same_spool_refuses_to_start(ringmx):
+    # SO_REUSEPORT would let it share the port; the spool lock is what stops it.
+    second = subprocess.run([os.path.join(BIN, "ringmx"), "-c", ringmx.conf],
+                            capture_output=True, text=True, timeout=10)
+    assert second.returncode == 1
+    assert "the spool is in use by another ringmx (pid %d)" % ringmx.proc.pid in second.stderr
+    # The first one is untouched and still takes mail.
+    s = smtplib.SMTP(ringmx.host, ringmx.port)
+    s.sendmail("a@b.test", ["u@localhost"], "Subject: x\r\n\r\nstill here\r\n")
+    s.quit()
+    assert len(ringmx.spool_records()) == 1
