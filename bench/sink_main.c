@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "server/config.h"
-#include "server/limits.h"
+#include "server/conn_limits.h"
 #include "server/log.h"
 #include "server/shard.h"
 
@@ -194,7 +194,7 @@ main(int argc, char **argv)
 	sigaddset(&set, SIGUSR1);
 	sigaddset(&set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	limits_init();
+	conn_limits_init();
 	static _Atomic uint32_t unused_seq;
 	struct shard *shards[SINK_SHARDS_MAX] = {0};
 	char err[512];

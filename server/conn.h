@@ -23,7 +23,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "server/limits.h"
+#include "server/conn_limits.h"
 #include "server/smtp_session.h"
 #include "server/timer.h"
 
@@ -65,7 +65,7 @@ struct conn {
 	struct sockaddr_storage peer;
 	char peer_ip[INET6_ADDRSTRLEN];
 	unsigned peer_port;
-	struct limits_ticket ticket;
+	struct conn_limits_ticket ticket;
 
 	char *out;
 	uint32_t out_len, out_cap, out_inflight;

@@ -18,7 +18,7 @@
 #include "queue/spool.h"
 #include "queue/spool_scan.h"
 #include "server/config.h"
-#include "server/limits.h"
+#include "server/conn_limits.h"
 #include "server/log.h"
 #include "server/shard.h"
 
@@ -175,7 +175,7 @@ daemon_start(struct daemon *d)
 	if (spool_recover(d->cfg, &seq, &max_qid) < 0)
 		return -1;
 	atomic_store(&d->next_seq, seq);
-	limits_init();
+	conn_limits_init();
 	d->nshards = shard_count(d->cfg);
 	for (unsigned i = 0; i < d->nshards; i++) {
 		struct shard_params p = {.id = i,

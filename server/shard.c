@@ -110,7 +110,7 @@ shard_destroy(struct shard *sh)
 				continue;
 			timer_disarm(&sh->loop.wheel, &c->timer);
 			conn_free_buffers(c);
-			limits_release(&c->ticket);
+			conn_limits_release(&c->ticket);
 			close(c->fd);
 			free(c);
 		}
@@ -320,7 +320,7 @@ shard_conn_release_now(struct shard *sh, struct conn *c)
 		log_finish();
 	}
 	timer_disarm(&sh->loop.wheel, &c->timer);
-	limits_release(&c->ticket);
+	conn_limits_release(&c->ticket);
 	conn_free_buffers(c);
 	sh->slots[c->slot] = NULL;
 	sh->free_slots[sh->nfree++] = c->slot;
@@ -348,16 +348,16 @@ shard_accept_arm(struct shard *sh, unsigned idx)
 }
 
 static void
-shard_accept_reject(struct conn *c, enum limits_result lr)
+shard_accept_reject(struct conn *c, enum conn_limits_result lr)
 {
-	if (lr == LIMITS_PER_IP) {
+	if (lr == CONN_LIMITS_PER_IP) {
 		conn_reply_lit(c, "421 4.7.0 Error: too many connections from your address\r\n");
 	} else {
 		conn_reply_lit(c, "421 4.7.0 Error: too many connections\r\n");
 	}
 	if (log_start(LOG_WARN, "reject")) {
 		log_str("client", c->peer_ip);
-		log_str("reason", lr == LIMITS_PER_IP ? "connections_per_ip" : "connections_total");
+		log_str("reason", lr == CONN_LIMITS_PER_IP ? "connections_per_ip" : "connections_total");
 		log_finish();
 	}
 	conn_close_after_flush(c);
@@ -396,10 +396,10 @@ shard_on_accept(struct shard *sh, unsigned idx, const struct io_uring_cqe *cqe)
 	c->may_relay = config_addr_may_relay(cfg, (struct sockaddr *)&ss);
 	atomic_fetch_add_explicit(&sh->stats.connections, 1, memory_order_relaxed);
 	conn_recv_update(c);
-	enum limits_result lr = limits_acquire((struct sockaddr *)&ss, cfg->max_connections,
+	enum conn_limits_result lr = conn_limits_acquire((struct sockaddr *)&ss, cfg->max_connections,
 					       cfg->max_connections_per_ip, c->may_relay,
 					       &c->ticket);
-	if (lr != LIMITS_OK) {
+	if (lr != CONN_LIMITS_OK) {
 		shard_accept_reject(c, lr);
 		return;
 	}
