@@ -2,10 +2,13 @@
  * bench_client — the io_uring SMTP client engine of ringmx-bench; see bench_client.h.
  *
  * Every connection always has one receive in flight while its socket is open, and at most
- * one send: a send carries a whole pipelined group (MAIL, RCPT..., DATA or BDAT + message),
- * or one command in lock-step. Replies are parsed in place in the connection's receive
- * buffer and drive a small state machine, one handler per state. Nothing is allocated after
- * bench_client_new(); connection slots are reused with a new generation on reconnect.
+ * one send: a send carries a whole pipelined group (the previous message and ".", then MAIL,
+ * RCPT..., DATA; or MAIL, RCPT..., BDAT + message), or one command in lock-step. So a
+ * connection has at most two transactions open: `fin`, whose message is written and whose
+ * final reply comes next, and `cur`, whose commands are being answered. Replies are parsed in
+ * place in the connection's receive buffer and drive a small state machine, one handler per
+ * state. Nothing is allocated after bench_client_new(); connection slots are reused with a
+ * new generation on reconnect.
  */
 #include "bench/bench_client.h"
 
@@ -1489,14 +1492,6 @@ client_turn(struct bench_client *c)
 	uint64_t wait_ns = client_wait_ns(c);
 
 	client_apply_stamps(c);
-	if (getenv("SPIN") && wait_ns > 0) {
-		uint64_t until = bench_client_now_ns() + 200000;
-		io_uring_submit_and_get_events(&c->ring);
-		while (io_uring_cq_ready(&c->ring) == 0 && bench_client_now_ns() < until)
-			io_uring_get_events(&c->ring);
-		if (io_uring_cq_ready(&c->ring))
-			wait_ns = 0;
-	}
 	if (wait_ns == 0) {
 		rc = io_uring_submit_and_get_events(&c->ring);
 	} else {

@@ -9,7 +9,7 @@
  *
  * Usage:
  *   bench_client_plan_init(&plan, &opts, addr, addrlen, nthreads, err, sizeof err);
- *   c[i] = bench_client_new(&plan, i, conns_i, quota_i, err, sizeof err);
+ *   c[i] = bench_client_new(&plan, i, conns_i, quota_i, rate_i, err, sizeof err);
  *   plan.t0_ns = bench_client_now_ns(); ... pthread_create(..., bench_client_run, c[i]);
  *   ... bench_client_progress(c[i], &p) once a second ...
  *   join; bench_client_stats(c[i]) / _hist_eod / _hist_txn; merge; bench_client_free(c[i]).

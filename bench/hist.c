@@ -5,7 +5,6 @@
 
 #include "server/assert.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,9 +155,12 @@ hist_percentile(const struct hist *h, double p)
 	 * Rank of the sample that p% of the samples do not exceed (1-based). The small slack keeps
 	 * 99.9% of 1000 samples at rank 999 although 99.9 / 100 * 1000 is 999.0000000000001.
 	 */
-	double r = ceil(p / 100.0 * (double)h->count - 1e-7);
+	double r = p / 100.0 * (double)h->count - 1e-7;
 	uint64_t rank = r < 1 ? 1 : (uint64_t)r;
 	uint64_t seen = 0;
+
+	if ((double)rank < r)
+		rank++; /* ceil() without libm: the Makefile links none */
 
 	if (rank > h->count)
 		rank = h->count;
