@@ -79,7 +79,11 @@ ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-s
 check-asan: test-deps
 	@$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/bin \
 	    CFLAGS="$(ASAN_FLAGS)" JEMALLOC= all build-asan/test-unit
-	ASAN_OPTIONS=detect_leaks=1 build-asan/test-unit --jobs 2
+	@# Criterion's workers print sanitizer reports without failing the test: search for them.
+	ASAN_OPTIONS=detect_leaks=1 build-asan/test-unit --jobs 2 > build-asan/unit.log 2>&1; \
+	    rc=$$?; cat build-asan/unit.log; \
+	    if grep -qE "LeakSanitizer|AddressSanitizer|runtime error" build-asan/unit.log; then \
+	        echo "check-asan: sanitizer reports in the unit tests (above)"; exit 1; fi; exit $$rc
 	RINGMX_BIN=build-asan/bin ASAN_OPTIONS=detect_leaks=1 /usr/bin/python3 -m pytest -q tests/integration
 
 clean:
