@@ -57,6 +57,8 @@ class Server:
         spool = {"dir": self.spool, "fsync": "yes"}
         accept = {"domains": "localhost example.test", "relay_networks": "127.0.0.1/32 ::1/128"}
         server.update(sections.get("server", {}))
+        # A test's own listen list may name the fixture's port as {port}.
+        server["listen"] = server["listen"].replace("{port}", str(self.port))
         spool.update(sections.get("spool", {}))
         accept.update(sections.get("accept", {}))
         self.sections = {"server": server, "spool": spool, "accept": accept}
