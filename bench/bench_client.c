@@ -19,19 +19,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_msg.h"
+#include "bench/bench_reply.h"
 #include "server/assert.h"
 
-#define REPLY_LINE_MAX 1000	     /* RFC 5321 4.5.3.1.5 says 512; be lenient */
 #define SWEEP_INTERVAL_NS 100000000u /* timeouts and reconnects are checked this often */
 #define BACKOFF_BASE_NS 50000000u    /* first reconnect delay after a failed attempt */
 #define SQ_ENTRIES_MAX 32768u
 #define CQ_ENTRIES_MAX (1u << 19)
-#define MSG_LINE_BYTES 76 /* RFC 5322 2.1.1 recommends 78 at most */
 
 enum conn_state {
 	CONN_DOWN,	 /* no socket; reconnect at retry_ns */
@@ -141,72 +140,13 @@ bench_client_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* ---- messages ------------------------------------------------------------------------- */
-
-/* RFC 5322 3.3 date in UTC without locale-dependent names. */
-static size_t
-msg_date(char *out, size_t cap, uint64_t date_s)
-{
-	static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-	static const char mons[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-					 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-	time_t t = (time_t)date_s;
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	return (size_t)snprintf(out, cap, "%s, %02d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday],
-				tm.tm_mday, mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
-				tm.tm_min, tm.tm_sec);
-}
-
-void
-bench_client_msg_build(char *buf, size_t size, uint64_t date_s)
-{
-	static const char fill[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-	char date[64];
-	char hdr[BENCH_SIZE_MIN_BYTES];
-
-	ASSERT(size >= BENCH_SIZE_MIN_BYTES);
-	msg_date(date, sizeof(date), date_s);
-	int n = snprintf(hdr, sizeof(hdr),
-			 "From: ringmx-bench <bench@ringmx.test>\r\n"
-			 "To: <user@localhost>\r\n"
-			 "Subject: ringmx-bench %zu bytes\r\n"
-			 "Date: %s\r\n"
-			 "Message-ID: <ringmx-bench.%zu@ringmx.test>\r\n"
-			 "\r\n",
-			 size, date, size);
-	/* The headers must leave room for one body line of at least 1 byte + CRLF. */
-	ASSERT(n > 0 && (size_t)n + 3 <= size);
-	memcpy(buf, hdr, (size_t)n);
-
-	size_t off = (size_t)n, line = 0;
-
-	while (off < size) {
-		size_t left = size - off, len = left < MSG_LINE_BYTES ? left : MSG_LINE_BYTES;
-
-		/* A remainder of 1 or 2 bytes could not be a line of its own: shorten this one. */
-		if (left - len == 1 || left - len == 2)
-			len = left - 3;
-		for (size_t i = 0; i < len - 2; i++)
-			buf[off + i] = fill[(line + i) % (sizeof(fill) - 1)];
-		buf[off + len - 2] = '\r';
-		buf[off + len - 1] = '\n';
-		off += len;
-		line++;
-	}
-	ASSERT(off == size);
-	memcpy(buf + size, ".\r\n", 3);
-}
+/* ---- the plan ------------------------------------------------------------------------- */
 
 int
 bench_client_plan_init(struct bench_plan *plan, const struct bench_opts *opts,
 		       const struct sockaddr *addr, socklen_t addrlen, unsigned nthreads, char *err,
 		       size_t errlen)
 {
-	uint64_t date_s = (uint64_t)time(NULL);
-	uint32_t cum = 0;
-
 	memset(plan, 0, sizeof(*plan));
 	ASSERT(addrlen <= sizeof(plan->addr) && nthreads > 0 && opts->nsizes > 0);
 	plan->opts = opts;
@@ -216,31 +156,16 @@ bench_client_plan_init(struct bench_plan *plan, const struct bench_opts *opts,
 	plan->warmup_ns = (uint64_t)(opts->warmup_s * 1e9);
 	plan->duration_ns = (uint64_t)(opts->duration_s * 1e9);
 	plan->timeout_ns = (uint64_t)(opts->timeout_s * 1e9);
-	for (unsigned i = 0; i < opts->nsizes; i++) {
-		size_t size = opts->sizes[i].bytes;
-
-		plan->msgs[i].data = malloc(size + 3);
-		if (!plan->msgs[i].data) {
-			snprintf(err, errlen, "out of memory for a %zu-byte message", size);
-			bench_client_plan_free(plan);
-			return -ENOMEM;
-		}
-		bench_client_msg_build(plan->msgs[i].data, size, date_s);
-		plan->msgs[i].len = size;
-		cum += opts->sizes[i].weight; /* <= 16 * BENCH_WEIGHT_MAX: no overflow */
-		plan->weight_cum[i] = cum;
-	}
-	plan->weight_total = cum;
-	return 0;
+	plan->msgs =
+	    bench_msg_set_new(opts->sizes, opts->nsizes, (uint64_t)time(NULL), err, errlen);
+	return plan->msgs ? 0 : -ENOMEM;
 }
 
 void
 bench_client_plan_free(struct bench_plan *plan)
 {
-	for (unsigned i = 0; i < BENCH_SIZES_MAX; i++) {
-		free(plan->msgs[i].data);
-		plan->msgs[i].data = NULL;
-	}
+	bench_msg_set_free(plan->msgs);
+	plan->msgs = NULL;
 }
 
 /* ---- client set-up -------------------------------------------------------------------- */
@@ -253,19 +178,6 @@ roundup_pow2(unsigned v)
 	while (p < v)
 		p <<= 1;
 	return p;
-}
-
-/* Commands of the largest pipelined group: MAIL (with SIZE=), R x RCPT, BDAT; or EHLO. */
-static size_t
-client_cbuf_size(const struct bench_opts *o)
-{
-	size_t mail = sizeof("MAIL FROM:<> SIZE=\r\n") + o->from_pat.max_len + BENCH_U64_DIGITS;
-	size_t rcpt = sizeof("RCPT TO:<>\r\n") + o->to_pat.max_len;
-	size_t last = sizeof("BDAT  LAST\r\n") + BENCH_U64_DIGITS;
-	size_t group = mail + (size_t)o->rcpts * rcpt + last;
-	size_t ehlo = sizeof("EHLO \r\n") + BENCH_HELO_MAX;
-
-	return group > ehlo ? group : ehlo;
 }
 
 static int
@@ -316,7 +228,7 @@ bench_client_new(struct bench_plan *plan, unsigned index, unsigned nconns, uint6
 	c->quota = quota;
 	c->rate = rate;
 	c->rng = 0x9e3779b97f4a7c15ull * (index + 1u);
-	c->cbuf_size = client_cbuf_size(c->o);
+	c->cbuf_size = bench_msg_cmd_size_max(c->o);
 	c->conns = calloc(nconns, sizeof(*c->conns));
 	c->idle = calloc(nconns, sizeof(*c->idle));
 	c->stamps = calloc(nconns, sizeof(*c->stamps));
@@ -554,16 +466,8 @@ client_rand(struct bench_client *c)
 static const struct bench_msg *
 client_pick_msg(struct bench_client *c)
 {
-	const struct bench_plan *p = c->plan;
-
-	if (c->o->nsizes == 1)
-		return &p->msgs[0];
-	uint32_t r = (uint32_t)(client_rand(c) % p->weight_total);
-	unsigned i = 0;
-
-	while (r >= p->weight_cum[i])
-		i++;
-	return &p->msgs[i];
+	/* One size: no random number is needed (nor drawn). */
+	return bench_msg_set_pick(c->plan->msgs, c->o->nsizes == 1 ? 0 : client_rand(c));
 }
 
 static void
@@ -588,61 +492,24 @@ idle_remove(struct bench_client *c, struct conn *k)
 
 /* ---- transactions --------------------------------------------------------------------- */
 
-static size_t
-cmd_put(char *out, const char *s, size_t len)
-{
-	memcpy(out, s, len);
-	return len;
-}
-
-static size_t
-cmd_put_u64(char *out, uint64_t v)
-{
-	char tmp[BENCH_U64_DIGITS];
-	size_t n = 0;
-
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	for (size_t i = 0; i < n; i++)
-		out[i] = tmp[n - 1 - i];
-	return n;
-}
-
-#define PUT(out, lit) cmd_put((out), (lit), sizeof(lit) - 1)
-
+/* The open transaction's command lines, written into out (see bench_msg.h). */
 static size_t
 cmd_mail(const struct bench_client *c, const struct conn *k, char *out)
 {
-	size_t n = PUT(out, "MAIL FROM:<");
-
-	n += bench_opts_pattern_expand(&c->o->from_pat, k->seq, 0, out + n);
-	n += PUT(out + n, ">");
-	if (k->cap_size) {
-		/* RFC 1870: declaring the size lets the server refuse early, as real clients do. */
-		n += PUT(out + n, " SIZE=");
-		n += cmd_put_u64(out + n, k->cur.msg->len);
-	}
-	return n + PUT(out + n, "\r\n");
+	/* RFC 1870: declaring the size lets the server refuse early, as real clients do. */
+	return bench_msg_put_mail(out, &c->o->from_pat, k->seq, k->cap_size ? k->cur.msg->len : 0);
 }
 
 static size_t
 cmd_rcpt(const struct bench_client *c, const struct conn *k, unsigned r, char *out)
 {
-	size_t n = PUT(out, "RCPT TO:<");
-
-	n += bench_opts_pattern_expand(&c->o->to_pat, k->seq, r + 1, out + n);
-	return n + PUT(out + n, ">\r\n");
+	return bench_msg_put_rcpt(out, &c->o->to_pat, k->seq, r + 1);
 }
 
 static size_t
 cmd_bdat(const struct conn *k, char *out)
 {
-	size_t n = PUT(out, "BDAT ");
-
-	n += cmd_put_u64(out + n, k->cur.msg->len);
-	return n + PUT(out + n, " LAST\r\n");
+	return bench_msg_put_bdat(out, k->cur.msg->len);
 }
 
 /*
@@ -685,7 +552,8 @@ txn_begin(struct bench_client *c, struct conn *k, uint64_t intended_ns)
 		conn_stamp(c, k, STAMP_EOD);
 		return n + cmd_bdat(k, k->cbuf + n);
 	}
-	return n + PUT(k->cbuf + n, "DATA\r\n");
+	memcpy(k->cbuf + n, "DATA\r\n", sizeof("DATA\r\n") - 1);
+	return n + sizeof("DATA\r\n") - 1;
 }
 
 /* Starts a transaction on a READY connection. */
@@ -838,17 +706,9 @@ on_greeting(struct bench_client *c, struct conn *k, int code)
 		conn_fail(c, k, FAIL_SESSION, 0);
 		return;
 	}
-	n = PUT(k->cbuf, "EHLO ");
-	n += cmd_put(k->cbuf + n, c->o->helo, strlen(c->o->helo));
-	n += PUT(k->cbuf + n, "\r\n");
+	n = bench_msg_put_ehlo(k->cbuf, c->o->helo);
 	conn_expect(c, k, CONN_EHLO);
 	conn_send_cmd(c, k, n);
-}
-
-static bool
-ehlo_keyword(const char *kw, size_t len, const char *want)
-{
-	return strlen(want) == len && strncasecmp(kw, want, len) == 0;
 }
 
 /* The session is up: decide what this connection uses, then start work. */
@@ -877,40 +737,26 @@ conn_session_ready(struct bench_client *c, struct conn *k, bool pipelining, bool
 
 /* EHLO reply (RFC 5321 4.1.1.1): the first line greets, each further line names a keyword. */
 static void
-on_ehlo(struct bench_client *c, struct conn *k, int code, const char *r, size_t len)
+on_ehlo(struct bench_client *c, struct conn *k, const struct bench_reply *r)
 {
-	bool pipelining = false, chunking = false;
-	const char *end = r + len, *line = memchr(r, '\n', len);
+	unsigned caps;
 
-	if (code != 250) {
-		if (code < 500) {
+	if (r->code != 250) {
+		if (r->code < 500) {
 			conn_fail(c, k, FAIL_SESSION, 0);
 			return;
 		}
 		/* RFC 5321 3.2: a server that does not know EHLO gets HELO. */
-		size_t n = PUT(k->cbuf, "HELO ");
+		size_t n = bench_msg_put_helo(k->cbuf, c->o->helo);
 
-		n += cmd_put(k->cbuf + n, c->o->helo, strlen(c->o->helo));
-		n += PUT(k->cbuf + n, "\r\n");
 		conn_expect(c, k, CONN_HELO);
 		conn_send_cmd(c, k, n);
 		return;
 	}
-	k->cap_size = false;
-	while (line && ++line < end) {
-		const char *kw = line + 4, *eol = memchr(line, '\n', (size_t)(end - line));
-		size_t kwlen = 0;
-
-		if (!eol || eol - line < 4)
-			break;
-		while (kw + kwlen < eol && kw[kwlen] != ' ' && kw[kwlen] != '\r')
-			kwlen++;
-		pipelining |= ehlo_keyword(kw, kwlen, "PIPELINING");
-		chunking |= ehlo_keyword(kw, kwlen, "CHUNKING");
-		k->cap_size |= ehlo_keyword(kw, kwlen, "SIZE");
-		line = eol;
-	}
-	conn_session_ready(c, k, pipelining, chunking);
+	caps = bench_reply_ehlo_caps(r);
+	k->cap_size = caps & BENCH_REPLY_CAP_SIZE;
+	conn_session_ready(c, k, caps & BENCH_REPLY_CAP_PIPELINING,
+			   caps & BENCH_REPLY_CAP_CHUNKING);
 }
 
 static void
@@ -1058,8 +904,10 @@ on_unsolicited(struct bench_client *c, struct conn *k, int code)
 }
 
 static void
-conn_on_reply(struct bench_client *c, struct conn *k, int code, const char *r, size_t len)
+conn_on_reply(struct bench_client *c, struct conn *k, const struct bench_reply *r)
 {
+	int code = r->code;
+
 	if (k->fin_pending) {
 		on_fin(c, k, code);
 		return;
@@ -1073,7 +921,7 @@ conn_on_reply(struct bench_client *c, struct conn *k, int code, const char *r, s
 		on_greeting(c, k, code);
 		break;
 	case CONN_EHLO:
-		on_ehlo(c, k, code, r, len);
+		on_ehlo(c, k, r);
 		break;
 	case CONN_HELO:
 		on_helo(c, k, code);
@@ -1109,43 +957,6 @@ conn_on_reply(struct bench_client *c, struct conn *k, int code, const char *r, s
 
 /* ---- replies -------------------------------------------------------------------------- */
 
-/*
- * One complete reply at buf (RFC 5321 4.2: "xyz-text" lines continue it, "xyz text" or "xyz"
- * ends it, all with the same code). Returns its length, 0 if more bytes are needed, -1 if it
- * is not a reply. LF alone is taken as a line end too: we only count, we do not relay.
- */
-static ssize_t
-reply_parse(const char *buf, size_t len, int *code)
-{
-	size_t off = 0;
-	int first = -1;
-
-	for (;;) {
-		const char *l = buf + off;
-		const char *nl = memchr(l, '\n', len - off);
-
-		if (!nl)
-			return len - off > REPLY_LINE_MAX ? -1 : 0;
-		size_t line_len = (size_t)(nl - l) + 1;
-
-		if (line_len < 4 || l[0] < '1' || l[0] > '5' || l[1] < '0' || l[1] > '9' ||
-		    l[2] < '0' || l[2] > '9' || line_len > REPLY_LINE_MAX)
-			return -1;
-		int cd = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
-
-		if (first >= 0 && cd != first)
-			return -1;
-		first = cd;
-		off += line_len;
-		if (l[3] == '-')
-			continue;
-		if (l[3] != ' ' && l[3] != '\r' && l[3] != '\n')
-			return -1;
-		*code = cd;
-		return (ssize_t)off;
-	}
-}
-
 static bool
 conn_in_session(const struct conn *k)
 {
@@ -1160,16 +971,16 @@ conn_parse(struct bench_client *c, struct conn *k)
 	size_t off = 0;
 
 	while (off < k->rlen) {
-		int code = 0;
-		ssize_t n = reply_parse(k->rbuf + off, k->rlen - off, &code);
+		struct bench_reply r;
+		long n = bench_reply_parse(k->rbuf + off, k->rlen - off, &r);
 
-		if (n == 0)
+		if (n == BENCH_REPLY_NEED_MORE)
 			break;
-		if (n < 0) {
+		if (n == BENCH_REPLY_ERROR) {
 			conn_fail(c, k, FAIL_PROTOCOL, 0);
 			return;
 		}
-		conn_on_reply(c, k, code, k->rbuf + off, (size_t)n);
+		conn_on_reply(c, k, &r);
 		off += (size_t)n;
 		if (k->gen != gen || !conn_in_session(k))
 			return; /* closed (and maybe reconnected): the rest is stale */

@@ -2,10 +2,11 @@
  * bench_client — ringmx-bench's SMTP client engine: one thread, one io_uring, many connections.
  *
  * A struct bench_plan holds what every thread shares read-only: the options, the server
- * address, the generated messages (one per configured size, built once) and the run's clock
- * marks. Each struct bench_client owns its connections, buffers and statistics; nothing is
- * shared on the hot path. The main thread reads progress through relaxed atomics that each
- * client publishes once per loop turn, and reads the statistics after joining the thread.
+ * address, the generated messages (one per configured size, built once by bench_msg) and
+ * the run's clock marks. Each struct bench_client owns its connections, buffers and
+ * statistics; nothing is shared on the hot path. The main thread reads progress through
+ * relaxed atomics that each client publishes once per loop turn, and reads the statistics
+ * after joining the thread.
  *
  * Usage:
  *   bench_client_plan_init(&plan, &opts, addr, addrlen, nthreads, err, sizeof err);
@@ -17,6 +18,9 @@
  * Timing: latencies are nanoseconds on CLOCK_MONOTONIC. "Sent" instants (MAIL, end of data)
  * are read right before the io_uring submit that carries the write; reply instants right
  * after the wait that returned them (one clock read per batch of completions).
+ *
+ * Replies are parsed by bench_reply, commands and messages are written by bench_msg; this
+ * module owns the connections, the session state machine and the measurements.
  *
  * Limits: per connection one receive buffer of BENCH_CLIENT_RBUF bytes (a reply longer than
  * that is a protocol error) and one command buffer sized from --rcpts and the patterns.
@@ -39,18 +43,13 @@
 #define BENCH_CLIENT_CONNECT_TRIES 5 /* failed attempts in a row before a slot gives up */
 #define BENCH_CODE_MAX 1000	     /* reply codes are counted in [0, 1000) */
 
-struct bench_msg {
-	char *data; /* the message, then ".\r\n" so that DATA sends it in one piece */
-	size_t len; /* message bytes, without the terminating ".\r\n" */
-};
+struct bench_msg_set; /* bench/bench_msg.h */
 
 struct bench_plan {
 	const struct bench_opts *opts;
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
-	struct bench_msg msgs[BENCH_SIZES_MAX];
-	uint32_t weight_cum[BENCH_SIZES_MAX]; /* running sums of the size weights */
-	uint32_t weight_total;
+	struct bench_msg_set *msgs; /* one message per --size entry, and their weights */
 	unsigned nthreads;
 	uint64_t t0_ns;		     /* start of the run; set before the threads start */
 	uint64_t warmup_ns;	     /* results before t0 + warmup are discarded */
@@ -91,13 +90,6 @@ int bench_client_plan_init(struct bench_plan *plan, const struct bench_opts *opt
 			   const struct sockaddr *addr, socklen_t addrlen, unsigned nthreads,
 			   char *err, size_t errlen);
 void bench_client_plan_free(struct bench_plan *plan);
-
-/*
- * Builds one message of exactly `size` bytes (RFC 5322 headers, CRLF lines of at most 76
- * bytes, no line starting with '.') into buf, which has room for size + 3 bytes: ".\r\n" is
- * appended after the message. size >= BENCH_SIZE_MIN_BYTES.
- */
-void bench_client_msg_build(char *buf, size_t size, uint64_t date_s);
 
 /*
  * Client `index` of plan->nthreads with `nconns` connections. quota: measured messages to
