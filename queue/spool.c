@@ -16,6 +16,9 @@
 
 /* writev takes at most IOV_MAX pieces; a larger group waits for the next batch. */
 #define SPOOL_BATCH_MAX 1024
+/* Batches in flight at once: while one waits for its fdatasync, the next is written, so a
+ * record never waits a whole sync behind records that happened to come first. */
+#define SPOOL_BATCHES 2
 
 struct spool_rec {
 	char *buf;
@@ -29,6 +32,17 @@ struct spool_recs {
 	unsigned n, cap;
 };
 
+struct spool_batch {
+	struct spool_recs recs;
+	struct iovec iov[SPOOL_BATCH_MAX];
+	unsigned iov_first; /* first iovec not yet fully written */
+	uint64_t off;       /* where the batch starts in the segment */
+	size_t bytes, written;
+	unsigned cqes_pending;
+	int err;
+	bool in_flight;
+};
+
 struct spool {
 	char dir[PATH_MAX];
 	int dirfd;
@@ -39,20 +53,18 @@ struct spool {
 
 	int fd;       /* current segment, -1 before the first batch */
 	uint32_t seq;
-	uint64_t off; /* end of the committed part of the segment */
-	bool broken;  /* the last batch failed: start a new segment before the next */
+	uint64_t off; /* end of the space handed to batches: the next one starts here */
+	uint64_t committed; /* bytes of this segment whose batches succeeded */
+	bool broken;  /* a batch failed: start a new segment before the next */
 
 	struct spool_recs queued;
-	struct spool_recs batch;
-	struct iovec iov[SPOOL_BATCH_MAX];
-	unsigned iov_first;   /* first iovec not yet fully written */
-	size_t batch_bytes, batch_written;
-	unsigned cqes_pending;
-	int batch_err;
-	bool in_flight;
+	struct spool_batch batch[SPOOL_BATCHES];
+	unsigned in_flight;
 
 	struct spool_stats stats;
 };
+
+_Static_assert(SPOOL_BATCHES <= 4, "the batch index has two bits of user_data");
 
 int
 spool_dir_lock(const char *dir, char *err, size_t err_len)
@@ -124,9 +136,10 @@ spool_close(struct spool *sp)
 {
 	if (!sp)
 		return;
-	ASSERT(!sp->in_flight);
+	ASSERT(sp->in_flight == 0);
 	spool_recs_free(&sp->queued);
-	spool_recs_free(&sp->batch);
+	for (unsigned i = 0; i < SPOOL_BATCHES; i++)
+		spool_recs_free(&sp->batch[i].recs);
 	if (sp->fd >= 0)
 		close(sp->fd);
 	close(sp->dirfd);
@@ -151,7 +164,7 @@ spool_append(struct spool *sp, char *rec, size_t len, uint64_t owner)
 bool
 spool_busy(const struct spool *sp)
 {
-	return sp->in_flight || sp->queued.n > 0;
+	return sp->in_flight > 0 || sp->queued.n > 0;
 }
 
 /* Opens the next segment. The directory is synced so the new name survives a power cut. */
@@ -161,7 +174,7 @@ spool_segment_next(struct spool *sp)
 	if (sp->fd >= 0) {
 		close(sp->fd);
 		sp->fd = -1;
-		if (sp->off == 0) {
+		if (sp->committed == 0) {
 			/* Nothing was ever committed to it (its first batch failed): drop it, so a
 			 * full disk does not leave a trail of empty segments. */
 			char old[64];
@@ -183,14 +196,16 @@ spool_segment_next(struct spool *sp)
 	sp->fd = fd;
 	sp->seq = seq;
 	sp->off = 0;
+	sp->committed = 0;
 	sp->broken = false;
 	sp->stats.segments_opened++;
 	return 0;
 }
 
 static void
-spool_submit(struct spool *sp, struct io_uring *ring, uint64_t ud_base)
+spool_submit(struct spool *sp, struct spool_batch *b, struct io_uring *ring, uint64_t ud_base)
 {
+	uint64_t ud = ud_base | ((uint64_t)(b - sp->batch) << 2);
 	/* The write and its fdatasync must go in one submission, or the link is lost and the
 	 * sync could run before the write: make room for both first (invariant 1). */
 	if (io_uring_sq_space_left(ring) < 2)
@@ -198,10 +213,10 @@ spool_submit(struct spool *sp, struct io_uring *ring, uint64_t ud_base)
 	ASSERT(io_uring_sq_space_left(ring) >= 2);
 	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 	ASSERT(sqe != NULL);
-	unsigned n = sp->batch.n - sp->iov_first;
-	io_uring_prep_writev(sqe, sp->fd, sp->iov + sp->iov_first, n, sp->off + sp->batch_written);
-	io_uring_sqe_set_data64(sqe, ud_base | SPOOL_UD_WRITE);
-	sp->cqes_pending = 1;
+	unsigned n = b->recs.n - b->iov_first;
+	io_uring_prep_writev(sqe, sp->fd, b->iov + b->iov_first, n, b->off + b->written);
+	io_uring_sqe_set_data64(sqe, ud | SPOOL_UD_WRITE);
+	b->cqes_pending = 1;
 	if (!sp->fsync)
 		return;
 	/* Linked: the fdatasync runs only after the whole write succeeded. */
@@ -209,127 +224,139 @@ spool_submit(struct spool *sp, struct io_uring *ring, uint64_t ud_base)
 	sqe = io_uring_get_sqe(ring);
 	ASSERT(sqe != NULL);
 	io_uring_prep_fsync(sqe, sp->fd, IORING_FSYNC_DATASYNC);
-	io_uring_sqe_set_data64(sqe, ud_base | SPOOL_UD_SYNC);
-	sp->cqes_pending = 2;
+	io_uring_sqe_set_data64(sqe, ud | SPOOL_UD_SYNC);
+	b->cqes_pending = 2;
 }
 
-static void spool_settle(struct spool *sp, spool_done_fn done, void *arg);
+static void
+spool_settle(struct spool *sp, struct spool_batch *b, spool_done_fn done, void *arg)
+{
+	int status = b->err;
+	if (status == 0) {
+		sp->committed += b->bytes;
+		sp->stats.batches++;
+		sp->stats.records += b->recs.n;
+		sp->stats.bytes += b->bytes;
+	} else {
+		sp->broken = true;
+		sp->stats.errors++;
+	}
+	b->in_flight = false;
+	ASSERT(sp->in_flight > 0);
+	sp->in_flight--;
+	for (unsigned i = 0; i < b->recs.n; i++) {
+		struct spool_rec *r = &b->recs.v[i];
+		done(arg, r->owner, r->off, status);
+		free(r->buf);
+		r->buf = NULL;
+	}
+	b->recs.n = 0;
+}
+
+/* Moves what is queued into batch b (at most SPOOL_BATCH_MAX records; the rest stay queued). */
+static void
+spool_batch_take(struct spool *sp, struct spool_batch *b)
+{
+	ASSERT(b->recs.n == 0 && !b->in_flight);
+	struct spool_recs tmp = b->recs;
+	b->recs = sp->queued;
+	sp->queued = tmp;
+	if (b->recs.n > SPOOL_BATCH_MAX) {
+		for (unsigned i = SPOOL_BATCH_MAX; i < b->recs.n; i++)
+			spool_append(sp, b->recs.v[i].buf, b->recs.v[i].len, b->recs.v[i].owner);
+		b->recs.n = SPOOL_BATCH_MAX;
+	}
+	b->in_flight = true;
+	b->err = 0;
+	b->cqes_pending = 0;
+	sp->in_flight++;
+}
 
 bool
 spool_flush(struct spool *sp, struct io_uring *ring, uint64_t ud_base, spool_done_fn done,
 	    void *arg)
 {
-	if (sp->in_flight || sp->queued.n == 0)
-		return false;
 	ASSERT((ud_base & 0xff) == 0);
-	if (sp->fd < 0 || sp->broken || sp->off >= sp->segment_size) {
+	if (sp->queued.n == 0 || sp->in_flight == SPOOL_BATCHES)
+		return false;
+	bool rotate = sp->fd < 0 || sp->broken || sp->off >= sp->segment_size;
+	if (rotate && sp->in_flight > 0)
+		return false; /* the segment closes only once nothing is in flight on it */
+	struct spool_batch *b = &sp->batch[0];
+	while (b->in_flight)
+		b++;
+	if (rotate) {
 		int rc = spool_segment_next(sp);
 		if (rc < 0) {
-			/* Fail what is queued now (451), try a new segment with the next batch. */
+			/* Fail what is queued now (451); try a new segment with the next batch. */
 			sp->broken = true;
-			sp->batch_err = rc;
-			struct spool_recs tmp = sp->batch;
-			sp->batch = sp->queued;
-			sp->queued = tmp;
-			sp->queued.n = 0;
-			sp->in_flight = true;
-			sp->cqes_pending = 0;
-			spool_settle(sp, done, arg);
+			spool_batch_take(sp, b);
+			b->err = rc;
+			spool_settle(sp, b, done, arg);
 			return true;
 		}
 	}
-	/* Swap queued into the batch (keeping both arrays' capacity). */
-	struct spool_recs tmp = sp->batch;
-	sp->batch = sp->queued;
-	sp->queued = tmp;
-	sp->queued.n = 0;
-	if (sp->batch.n > SPOOL_BATCH_MAX) {
-		for (unsigned i = SPOOL_BATCH_MAX; i < sp->batch.n; i++)
-			spool_append(sp, sp->batch.v[i].buf, sp->batch.v[i].len, sp->batch.v[i].owner);
-		sp->batch.n = SPOOL_BATCH_MAX;
+	spool_batch_take(sp, b);
+	b->off = sp->off;
+	b->bytes = 0;
+	for (unsigned i = 0; i < b->recs.n; i++) {
+		struct spool_rec *r = &b->recs.v[i];
+		r->off = b->off + b->bytes;
+		b->iov[i] = (struct iovec){.iov_base = r->buf, .iov_len = r->len};
+		b->bytes += r->len;
 	}
-	sp->batch_bytes = 0;
-	for (unsigned i = 0; i < sp->batch.n; i++) {
-		struct spool_rec *r = &sp->batch.v[i];
-		r->off = sp->off + sp->batch_bytes;
-		sp->iov[i] = (struct iovec){.iov_base = r->buf, .iov_len = r->len};
-		sp->batch_bytes += r->len;
-	}
-	sp->iov_first = 0;
-	sp->batch_written = 0;
-	sp->batch_err = 0;
-	sp->in_flight = true;
-	spool_submit(sp, ring, ud_base);
+	sp->off += b->bytes; /* the space is this batch's, whatever becomes of it */
+	b->iov_first = 0;
+	b->written = 0;
+	spool_submit(sp, b, ring, ud_base);
 	return true;
 }
 
 /* Advances the iovecs past n freshly written bytes (a short write). */
 static void
-spool_iov_advance(struct spool *sp, size_t n)
+spool_iov_advance(struct spool_batch *b, size_t n)
 {
-	sp->batch_written += n;
+	b->written += n;
 	while (n > 0) {
-		struct iovec *v = &sp->iov[sp->iov_first];
+		struct iovec *v = &b->iov[b->iov_first];
 		if (n < v->iov_len) {
 			v->iov_base = (char *)v->iov_base + n;
 			v->iov_len -= n;
 			return;
 		}
 		n -= v->iov_len;
-		sp->iov_first++;
+		b->iov_first++;
 	}
-}
-
-static void
-spool_settle(struct spool *sp, spool_done_fn done, void *arg)
-{
-	int status = sp->batch_err;
-	if (status == 0) {
-		sp->off += sp->batch_bytes;
-		sp->stats.batches++;
-		sp->stats.records += sp->batch.n;
-		sp->stats.bytes += sp->batch_bytes;
-	} else {
-		sp->broken = true;
-		sp->stats.errors++;
-	}
-	sp->in_flight = false;
-	for (unsigned i = 0; i < sp->batch.n; i++) {
-		struct spool_rec *r = &sp->batch.v[i];
-		done(arg, r->owner, r->off, status);
-		free(r->buf);
-		r->buf = NULL;
-	}
-	sp->batch.n = 0;
 }
 
 void
 spool_complete(struct spool *sp, struct io_uring *ring, uint64_t ud_base,
 	       const struct io_uring_cqe *cqe, spool_done_fn done, void *arg)
 {
-	ASSERT(sp->in_flight && sp->cqes_pending > 0);
-	unsigned sub = (unsigned)(cqe->user_data & 0xff);
+	struct spool_batch *b = &sp->batch[(cqe->user_data >> 2) & 3];
+	ASSERT(b < sp->batch + SPOOL_BATCHES && b->in_flight && b->cqes_pending > 0);
+	unsigned sub = (unsigned)(cqe->user_data & 3);
 	int res = cqe->res;
 	if (sub == SPOOL_UD_WRITE) {
-		if (res < 0 && sp->batch_err == 0)
-			sp->batch_err = res;
+		if (res < 0 && b->err == 0)
+			b->err = res;
 		else if (res > 0)
-			spool_iov_advance(sp, (size_t)res);
-		if (res == 0 && sp->batch_written < sp->batch_bytes && sp->batch_err == 0)
-			sp->batch_err = -EIO; /* a zero-length write would loop forever */
+			spool_iov_advance(b, (size_t)res);
+		if (res == 0 && b->written < b->bytes && b->err == 0)
+			b->err = -EIO; /* a zero-length write would loop forever */
 	} else {
 		ASSERT(sub == SPOOL_UD_SYNC);
 		/* -ECANCELED only means the write before it was short: retried below. */
-		if (res < 0 && res != -ECANCELED && sp->batch_err == 0)
-			sp->batch_err = res;
+		if (res < 0 && res != -ECANCELED && b->err == 0)
+			b->err = res;
 	}
-	if (--sp->cqes_pending > 0)
+	if (--b->cqes_pending > 0)
 		return;
-	if (sp->batch_err == 0 && sp->batch_written < sp->batch_bytes) {
-		spool_submit(sp, ring, ud_base); /* short write: the rest, then the sync again */
+	if (b->err == 0 && b->written < b->bytes) {
+		spool_submit(sp, b, ring, ud_base); /* short write: the rest, then the sync again */
 		return;
 	}
-	spool_settle(sp, done, arg);
+	spool_settle(sp, b, done, arg);
 }
 
 void
