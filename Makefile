@@ -5,7 +5,7 @@ CFLAGS  ?= -O2 -g
 BASE_CFLAGS := -std=c11 -Wall -Wextra -Werror -Wshadow -D_GNU_SOURCE -pthread -I.
 ALL_CFLAGS = $(CFLAGS) $(BASE_CFLAGS)
 JEMALLOC ?= -ljemalloc
-LDLIBS  += -luring -linih $(JEMALLOC) -lcrypto -lm -pthread
+LDLIBS  += -luring -linih -lldns $(JEMALLOC) -lcrypto -lm -pthread
 BUILD   ?= build
 BIN     ?= bin
 
@@ -19,7 +19,7 @@ ifneq ($(dns_SRC),)
 LIBS += $(BUILD)/libdns.a
 endif
 
-PROGS := $(BIN)/ringmx $(BIN)/ringmx-spool $(BIN)/ringmx-bench $(BIN)/ringmx-sink
+PROGS := $(BIN)/ringmx $(BIN)/ringmx-spool $(BIN)/ringmx-bench $(BIN)/ringmx-sink $(BIN)/ringmx-resolve
 UNIT_SRC := $(wildcard tests/unit/*/test_*.c)
 
 .PHONY: all run test unit integration check-asan clean deps test-deps fmt
@@ -39,11 +39,13 @@ $(BUILD)/%.a:
 	rm -f $@ && ar rcs $@ $^
 
 # Link order: server uses queue and dns; bench uses server's loop.
-LINK_LIBS := $(BUILD)/libbench.a $(BUILD)/libserver.a $(BUILD)/libqueue.a $(wildcard $(BUILD)/libdns.a)
+LINK_LIBS := $(BUILD)/libbench.a $(BUILD)/libserver.a $(if $(dns_SRC),$(BUILD)/libdns.a) \
+	     $(BUILD)/libqueue.a
 $(BIN)/ringmx:       $(BUILD)/server/main.o $(LIBS)
 $(BIN)/ringmx-spool: $(BUILD)/queue/spool_main.o $(LIBS)
 $(BIN)/ringmx-bench: $(BUILD)/bench/bench_main.o $(LIBS)
 $(BIN)/ringmx-sink:  $(BUILD)/bench/sink_main.o $(LIBS)
+$(BIN)/ringmx-resolve: $(BUILD)/dns/resolve_main.o $(LIBS)
 $(PROGS):
 	@mkdir -p $(BIN)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(LINK_LIBS) $(LDFLAGS) $(LDLIBS)
