@@ -190,6 +190,10 @@ answer_kind(const struct dns_cache *c, const struct dns_answer *ans, uint8_t *ki
 	} else if (ans->rcode == DNS_RCODE_NOERROR || ans->rcode == DNS_RCODE_NXDOMAIN) {
 		*kind = ans->rcode == DNS_RCODE_NXDOMAIN ? DNS_CACHE_NXDOMAIN : DNS_CACHE_NODATA;
 		ttl = ans->has_soa ? ans->neg_ttl : c->p.neg_ttl_default_s;
+		/* After a CNAME chain (a dangling one included), the entry holds the chain too:
+		 * it lives no longer than the chain's smallest TTL. */
+		if (ans->cname_hops > 0 && (!ans->has_soa || ans->ttl_min < ttl))
+			ttl = ans->ttl_min;
 	} else {
 		return false;
 	}

@@ -16,7 +16,9 @@
  *     of the CNAME chain that led to them;
  *   NOERROR without them: NODATA; NXDOMAIN: NXDOMAIN. Both for the negative TTL of RFC 2308
  *     section 5 (min of the SOA record's TTL and its MINIMUM) when the authority section had the
- *     SOA, else for neg_ttl_default_s;
+ *     SOA, else for neg_ttl_default_s; when the answer followed a CNAME chain (a dangling one,
+ *     whose target the resolver asks for next, included), for no longer than the chain's
+ *     smallest TTL, since the entry holds the chain;
  *   anything else (SERVFAIL, REFUSED, ...) and TC answers: not stored (-EAGAIN).
  *   Every TTL is then clamped to [min_ttl_s, max_ttl_s]. An entry is served while
  *   now_ms < stored_at + ttl * 1000: a TTL of 0 (with min_ttl_s == 0) is stored but expires at

@@ -54,6 +54,8 @@ dns_answer_str(const struct dns_answer *ans, uint16_t off)
 	return ans->strings + off;
 }
 
+static void answer_reset(struct dns_answer *ans, uint16_t qtype);
+
 /* Appends n bytes (and a NUL when text) to the arena; returns the offset or -1 when full. */
 static int
 arena_put(struct dns_answer *ans, const void *p, size_t n, bool text)
@@ -68,6 +70,42 @@ arena_put(struct dns_answer *ans, const void *p, size_t n, bool text)
 		ans->strings[off + n] = '\0';
 	ans->strings_len = (uint16_t)(off + need);
 	return off;
+}
+
+bool
+dns_answer_dangling(const struct dns_answer *ans)
+{
+	return ans->rcode == DNS_RCODE_NOERROR && ans->nrr == 0 && ans->cname_hops > 0 &&
+	       !ans->has_soa && ans->qtype != DNS_TYPE_CNAME;
+}
+
+int
+dns_answer_chain(struct dns_answer *out, const struct dns_answer *head,
+		 const struct dns_answer *tail)
+{
+	const char *qname = dns_answer_str(head, head->qname);
+	unsigned hops = (unsigned)head->cname_hops + tail->cname_hops;
+	uint32_t ttl = head->ttl_min;
+	int off;
+
+	ASSERT(out != head && out != tail && dns_answer_dangling(head));
+	ASSERT(tail->qtype == head->qtype);
+	if (hops > DNS_CNAME_CHAIN_MAX)
+		return DNS_ERR_CNAME_CHAIN;
+	if ((tail->nrr > 0 || tail->cname_hops > 0) && tail->ttl_min < ttl)
+		ttl = tail->ttl_min;
+	memcpy(out, tail, dns_answer_size(tail));
+	off = arena_put(out, qname, strlen(qname), true);
+	if (off < 0) {
+		answer_reset(out, head->qtype);
+		return DNS_ERR_NOMEM;
+	}
+	out->qname = (uint16_t)off;
+	out->cname_hops = (uint8_t)hops;
+	out->ttl_min = ttl;
+	out->aa = head->aa && tail->aa;
+	out->dropped += head->dropped;
+	return 0;
 }
 
 const char *

@@ -112,6 +112,25 @@ struct dns_answer *dns_answer_dup(const struct dns_answer *ans);
 const char *dns_answer_str(const struct dns_answer *ans, uint16_t off);
 
 /*
+ * True for an answer that ends in a CNAME whose target this packet does not answer: NOERROR,
+ * no records of the asked type, at least one CNAME link, and no SOA in the authority section
+ * (with the SOA, RFC 2308 section 2.2, the server says the chain's end has no such records).
+ * An authoritative server answers so when the target is outside its zone: the resolver asks
+ * again for ans->canon.
+ */
+bool dns_answer_dangling(const struct dns_answer *ans);
+
+/*
+ * Joins two links of a CNAME chase into out (from dns_answer_new; it may be neither input):
+ * head is a dangling answer, tail the answer for head's canon. out gets head's question, the
+ * rest from tail; cname_hops is the sum, ttl_min the smallest TTL of the whole chain and the
+ * records. Returns 0, DNS_ERR_CNAME_CHAIN when the joined chain is over DNS_CNAME_CHAIN_MAX,
+ * or DNS_ERR_NOMEM when the names do not fit the arena.
+ */
+int dns_answer_chain(struct dns_answer *out, const struct dns_answer *head,
+		     const struct dns_answer *tail);
+
+/*
  * Writes a query for name/type with the given ID into buf. name is in presentation form, with
  * or without the final dot. Returns the packet length, or -errno (see above).
  */

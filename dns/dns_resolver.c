@@ -32,6 +32,21 @@ enum state { Q_FREE, Q_UDP, Q_TCP };
 struct waiter {
 	dns_resolver_done_fn done;
 	void *arg;
+	bool raw; /* a chase's own lookup: gets a dangling answer as it is */
+};
+
+/* A lookup whose answer ended in a dangling CNAME: the follow-up queries of its chain. */
+struct chase {
+	struct chase *prev, *next; /* the resolver's list, freed with it */
+	struct dns_resolver *r;
+	dns_resolver_done_fn done;
+	void *arg;
+	uint16_t type;
+	bool all_cached;
+	uint64_t now_ms;
+	unsigned nasked;
+	char asked[DNS_RESOLVER_CHASE_MAX + 1][256]; /* the names queried, for loop detection */
+	struct dns_answer *acc, *tmp; /* the chain so far; scratch for the next join */
 };
 
 struct server {
@@ -65,6 +80,7 @@ struct dns_resolver {
 	struct query *q;
 	struct dns_cache *cache;
 	struct dns_answer *scratch;
+	struct chase *chases;
 	uint32_t rnd[64];
 	unsigned rnd_left;
 	struct dns_resolver_stats st;
@@ -133,6 +149,18 @@ server_parse(struct server *s, const char *tok)
 	} else {
 		return -EINVAL;
 	}
+	return 0;
+}
+
+int
+dns_resolver_server_parse(const char *text, struct sockaddr_storage *out, socklen_t *len)
+{
+	struct server s;
+
+	if (server_parse(&s, text) < 0)
+		return -EINVAL;
+	*out = s.sa;
+	*len = s.len;
 	return 0;
 }
 
@@ -366,6 +394,9 @@ attempt_tcp(struct dns_resolver *r, struct query *q, uint64_t now_ms)
 	return 0;
 }
 
+static void deliver(struct dns_resolver *r, const struct waiter *w, int status,
+		    const struct dns_answer *ans, bool from_cache, uint64_t now_ms);
+
 /* Ends q: caches a good answer, frees the slot, then calls every waiter. */
 static void
 query_finish(struct dns_resolver *r, struct query *q, int status, struct dns_answer *ans,
@@ -389,7 +420,7 @@ query_finish(struct dns_resolver *r, struct query *q, int status, struct dns_ans
 	ASSERT(r->active > 0);
 	r->active--;
 	for (unsigned i = 0; i < nw; i++)
-		w[i].done(w[i].arg, status, status == 0 ? ans : NULL, false);
+		deliver(r, &w[i], status, status == 0 ? ans : NULL, false, now_ms);
 }
 
 static void
@@ -529,9 +560,9 @@ query_find(struct dns_resolver *r, const char *name, uint16_t type)
 	return NULL;
 }
 
-int
-dns_resolver_lookup(struct dns_resolver *r, const char *name, uint16_t type, uint64_t now_ms,
-		    dns_resolver_done_fn done, void *arg)
+static int
+lookup_start(struct dns_resolver *r, const char *name, uint16_t type, uint64_t now_ms,
+	     const struct waiter *w)
 {
 	char norm[256];
 	struct dns_cache_hit hit;
@@ -541,14 +572,14 @@ dns_resolver_lookup(struct dns_resolver *r, const char *name, uint16_t type, uin
 		return -EINVAL;
 	r->st.lookups++;
 	if (dns_cache_get(r->cache, norm, type, now_ms, &hit) != DNS_CACHE_MISS) {
-		done(arg, 0, hit.ans, true);
+		deliver(r, w, 0, hit.ans, true, now_ms);
 		return 0;
 	}
 	q = query_find(r, norm, type);
 	if (q != NULL) {
 		if (q->nwaiters == DNS_RESOLVER_WAITERS_MAX)
 			return -EAGAIN;
-		q->waiters[q->nwaiters++] = (struct waiter){done, arg};
+		q->waiters[q->nwaiters++] = *w;
 		r->st.coalesced++;
 		return 0;
 	}
@@ -566,12 +597,141 @@ dns_resolver_lookup(struct dns_resolver *r, const char *name, uint16_t type, uin
 	q->qtype = type;
 	q->tries = 0;
 	q->first_server = r->next_server++ % r->nservers;
-	q->waiters[0] = (struct waiter){done, arg};
+	q->waiters[0] = *w;
 	q->nwaiters = 1;
 	q->state = Q_UDP; /* busy from here: attempt_next may finish it */
 	r->active++;
 	attempt_next(r, q, -EIO, now_ms);
 	return 0;
+}
+
+int
+dns_resolver_lookup(struct dns_resolver *r, const char *name, uint16_t type, uint64_t now_ms,
+		    dns_resolver_done_fn done, void *arg)
+{
+	return lookup_start(r, name, type, now_ms, &(struct waiter){done, arg, false});
+}
+
+/* ---- CNAME chase ----------------------------------------------------------------------- */
+
+/* Ends c with status; a failure of the chase itself (not of a lookup it made, which counted
+ * its own) is counted as an error. */
+static void
+chase_end(struct chase *c, int status, bool own_error)
+{
+	struct dns_resolver *r = c->r;
+
+	if (own_error)
+		r->st.errors++;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		r->chases = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->done(c->arg, status, status == 0 ? c->acc : NULL, c->all_cached);
+	dns_answer_free(c->acc);
+	dns_answer_free(c->tmp);
+	free(c);
+}
+
+static void on_chase(void *arg, int status, const struct dns_answer *ans, bool from_cache);
+
+/* Asks for the end of c's chain so far, unless that would loop or go past the bound. */
+static void
+chase_step(struct chase *c)
+{
+	const char *target = dns_answer_str(c->acc, c->acc->canon);
+	int rc;
+
+	for (unsigned i = 0; i < c->nasked; i++)
+		if (strcmp(c->asked[i], target) == 0) {
+			chase_end(c, DNS_ERR_CNAME_CHAIN, true); /* a loop across answers */
+			return;
+		}
+	if (c->nasked == DNS_RESOLVER_CHASE_MAX + 1 || strlen(target) >= sizeof c->asked[0]) {
+		chase_end(c, DNS_ERR_CNAME_CHAIN, true);
+		return;
+	}
+	strcpy(c->asked[c->nasked++], target);
+	c->r->st.cname_chases++;
+	rc = lookup_start(c->r, target, c->type, c->now_ms, &(struct waiter){on_chase, c, true});
+	if (rc < 0)
+		chase_end(c, rc, true);
+}
+
+static void
+on_chase(void *arg, int status, const struct dns_answer *ans, bool from_cache)
+{
+	struct chase *c = arg;
+	struct dns_answer *t;
+	int rc;
+
+	if (status < 0) {
+		chase_end(c, status, false);
+		return;
+	}
+	rc = dns_answer_chain(c->tmp, c->acc, ans);
+	if (rc < 0) {
+		chase_end(c, rc, true);
+		return;
+	}
+	t = c->acc;
+	c->acc = c->tmp;
+	c->tmp = t;
+	c->all_cached &= from_cache;
+	if (dns_answer_dangling(c->acc))
+		chase_step(c);
+	else
+		chase_end(c, 0, false);
+}
+
+/* Starts the chase of a dangling answer for waiter w; on failure w gets the error. */
+static void
+chase_start(struct dns_resolver *r, const struct waiter *w, const struct dns_answer *ans,
+	    bool from_cache, uint64_t now_ms)
+{
+	struct chase *c = calloc(1, sizeof *c);
+
+	if (c != NULL) {
+		c->acc = dns_answer_new();
+		c->tmp = dns_answer_new();
+	}
+	if (c == NULL || c->acc == NULL || c->tmp == NULL) {
+		if (c != NULL) {
+			dns_answer_free(c->acc);
+			dns_answer_free(c->tmp);
+		}
+		free(c);
+		r->st.errors++;
+		w->done(w->arg, -ENOMEM, NULL, false);
+		return;
+	}
+	memcpy(c->acc, ans, dns_answer_size(ans));
+	c->r = r;
+	c->done = w->done;
+	c->arg = w->arg;
+	c->type = ans->qtype;
+	c->all_cached = from_cache;
+	c->now_ms = now_ms;
+	strcpy(c->asked[c->nasked++], dns_answer_str(ans, ans->qname));
+	c->next = r->chases;
+	if (c->next != NULL)
+		c->next->prev = c;
+	r->chases = c;
+	chase_step(c);
+}
+
+/* Hands an outcome to a waiter: a dangling CNAME is chased first (unless the waiter is a
+ * chase itself, which goes on with it). */
+static void
+deliver(struct dns_resolver *r, const struct waiter *w, int status, const struct dns_answer *ans,
+	bool from_cache, uint64_t now_ms)
+{
+	if (status == 0 && !w->raw && dns_answer_dangling(ans))
+		chase_start(r, w, ans, from_cache, now_ms);
+	else
+		w->done(w->arg, status, ans, from_cache);
 }
 
 bool
@@ -598,6 +758,14 @@ dns_resolver_free(struct dns_resolver *r)
 		free(r->q[i].in);
 	}
 	free(r->q);
+	while (r->chases != NULL) {
+		struct chase *c = r->chases;
+
+		r->chases = c->next;
+		dns_answer_free(c->acc);
+		dns_answer_free(c->tmp);
+		free(c);
+	}
 	dns_cache_free(r->cache);
 	dns_answer_free(r->scratch);
 	free(r);

@@ -15,6 +15,14 @@
  * there are `attempts` rounds over all servers. Concurrent lookups of one (name, type) coalesce
  * into one query with several waiters.
  *
+ * An answer that ends in a CNAME whose target it does not answer (dns_answer_dangling: an
+ * authoritative server whose zone does not hold the target) is chased: the resolver asks for
+ * the target, through the cache and coalescing like any lookup, up to DNS_RESOLVER_CHASE_MAX
+ * follow-up queries and DNS_CNAME_CHAIN_MAX links in all; a name asked for twice (a loop
+ * across answers) or a longer chain ends the lookup with DNS_ERR_CNAME_CHAIN. Each link is
+ * cached under its own name; the callback gets the joined chain (dns_answer_chain), with
+ * from_cache true only when every link came from the cache.
+ *
  * Usage:
  *   r = dns_resolver_new(&params, ring, ud_base, err, sizeof err);
  *   dns_resolver_lookup(r, "example.org", DNS_TYPE_MX, now_ms, on_answer, arg);
@@ -36,6 +44,7 @@
 #define RINGMX_DNS_RESOLVER_H
 
 #include <liburing.h>
+#include <sys/socket.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,6 +54,8 @@
 
 #define DNS_RESOLVER_SERVERS_MAX 8
 #define DNS_RESOLVER_WAITERS_MAX 64
+/* Follow-up queries for one lookup's CNAME chain (the chain itself: DNS_CNAME_CHAIN_MAX). */
+#define DNS_RESOLVER_CHASE_MAX 4
 #define DNS_RESOLVER_QUERIES_LIMIT 65536
 /* dns_resolver uses the low DNS_RESOLVER_UD_BITS of user_data; ud_base's must be zero. */
 #define DNS_RESOLVER_UD_BITS 40
@@ -69,6 +80,10 @@ struct dns_resolver *dns_resolver_new(const struct dns_resolver_params *p, struc
  * come: the owner drops CQEs with our ud_base after this. */
 void dns_resolver_free(struct dns_resolver *r);
 
+/* Parses one server, "1.2.3.4", "1.2.3.4:5353", "2001:db8::1" or "[::1]:5353" (port 53 when
+ * none), as the servers list is read; for config checks. Returns 0 or -EINVAL. */
+int dns_resolver_server_parse(const char *text, struct sockaddr_storage *out, socklen_t *len);
+
 int dns_resolver_lookup(struct dns_resolver *r, const char *name, uint16_t type, uint64_t now_ms,
 			dns_resolver_done_fn done, void *arg);
 
@@ -87,7 +102,7 @@ uint32_t dns_resolver_random(struct dns_resolver *r);
 
 struct dns_resolver_stats {
 	uint64_t lookups, coalesced, queries_sent, tcp_fallbacks, timeouts, dropped_answers,
-	    server_failures, errors;
+	    server_failures, cname_chases, errors;
 	struct dns_cache_stats cache;
 };
 void dns_resolver_stats_get(const struct dns_resolver *r, struct dns_resolver_stats *out);

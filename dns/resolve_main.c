@@ -2,16 +2,22 @@
  * ringmx-resolve — prints the delivery route of mail domains, using dns_route over a resolver
  * on its own small io_uring loop (the same way a shard drives it).
  *
- *   ringmx-resolve [--resolver "addr[:port] ..."] [--timeout ms] [--attempts n] [--prefer
- *                  ipv4|ipv6] [--allow-loopback] [--sequential] DOMAIN...
+ *   ringmx-resolve [--resolver "addr[:port] ..."] [--timeout ms] [--attempts n]
+ *                  [--prefer ipv4|ipv6] [--allow-loopback] [--sequential] [--concurrency n]
+ *                  [--repeat n] [--interval-ms ms] [--cache-size n] [--file PATH]
+ *                  [--summary] DOMAIN...
  *
- * Without --sequential every domain is resolved at once (a slow one delays only itself);
- * with it, one after another, so a repeated domain comes from the cache. Output, one route per
- * domain in completion order, then the resolver's counters:
+ * Up to --concurrency routes are resolved at once (default 64; --sequential is 1), so a slow
+ * domain delays only itself, and a repeated domain that comes after its first route finished is
+ * served from the cache. --repeat resolves the whole list again, n rounds in all, sleeping
+ * --interval-ms between rounds (a TTL that ran out meanwhile sends a new query). --file adds
+ * the domains of a file, one per line ("-": standard input). Output, one route per domain in
+ * completion order (not with --summary), then the counters:
  *   route domain=D status=ok|tempfail|permfail code=C reason="..." implicit=yes|no mx_ttl=N
  *         cache=yes|no ms=N
  *   mx pref=P host=H ttl=N
  *   addr A ttl=N cache=yes|no
+ *   summary routes=N ok=N tempfail=N permfail=N error=N ms=N per_s=N maxrss_kb=N
  *   stats lookups=N queries_sent=N ...
  * Exit status: 0 when every route was printed, 1 on a setup error, 2 on bad usage.
  */
@@ -21,20 +27,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "dns/dns_resolver.h"
 #include "dns/dns_route.h"
+#include "queue/assert.h"
 
 #define UD_RESOLVER (1ull << 56)
+#define RING_ENTRIES 256
+#define CONCURRENCY_MAX 4096
+#define DOMAINS_MAX 1000000
 
 struct app {
 	struct dns_resolver *res;
 	struct dns_route_params rp;
 	char **domains;
-	int ndomains, next, pending;
-	bool sequential;
-	uint64_t start_ms[256];
+	unsigned ndomains, next, pending, concurrency, rounds, round;
+	bool summary;
+	uint64_t start_ms;
+	unsigned long long count[4]; /* by status, then errors */
 };
 
 static uint64_t
@@ -51,17 +63,15 @@ static const char *status_names[] = {"ok", "tempfail", "permfail"};
 static void start_next(struct app *a);
 
 static void
-on_route(void *arg, struct dns_route *rt)
+route_print(const struct app *a, const struct dns_route *rt)
 {
-	struct app **slot = arg;
-	struct app *a = *slot;
 	char text[INET6_ADDRSTRLEN];
 
 	printf("route domain=%s status=%s code=%s reason=\"%s\" implicit=%s mx_ttl=%u cache=%s "
 	       "ms=%llu\n",
 	       rt->domain, status_names[rt->status], rt->code[0] ? rt->code : "-", rt->reason,
 	       rt->implicit ? "yes" : "no", rt->mx_ttl, rt->mx_from_cache ? "yes" : "no",
-	       (unsigned long long)(now_ms() - a->start_ms[0]));
+	       (unsigned long long)(now_ms() - a->start_ms));
 	for (unsigned i = 0; rt->status == DNS_ROUTE_OK && i < rt->nhosts; i++) {
 		const struct dns_route_host *h = &rt->hosts[i];
 
@@ -73,35 +83,41 @@ on_route(void *arg, struct dns_route *rt)
 		}
 	}
 	fflush(stdout);
-	dns_route_free(rt);
-	free(slot);
-	a->pending--;
-	if (a->sequential)
-		start_next(a);
 }
 
 static void
+on_route(void *arg, struct dns_route *rt)
+{
+	struct app *a = arg;
+
+	if (!a->summary)
+		route_print(a, rt);
+	a->count[rt->status]++;
+	dns_route_free(rt);
+	a->pending--; /* the loop starts the next one: no recursion through cache hits */
+}
+
+/* Starts routes while fewer than `concurrency` are in flight. A full resolver (-EAGAIN) with
+ * routes in flight waits for one of them to finish. */
+static void
 start_next(struct app *a)
 {
-	while (a->next < a->ndomains) {
-		struct app **slot = malloc(sizeof *slot);
+	while (a->next < a->ndomains && a->pending < a->concurrency) {
 		const char *d = a->domains[a->next++];
 		int rc;
 
-		if (slot == NULL) {
-			fprintf(stderr, "ringmx-resolve: out of memory\n");
-			exit(1);
-		}
-		*slot = a;
 		a->pending++;
-		rc = dns_route_resolve(a->res, d, &a->rp, now_ms(), on_route, slot);
+		rc = dns_route_resolve(a->res, d, &a->rp, now_ms(), on_route, a);
+		if (rc == -EAGAIN && a->pending > 1) {
+			a->pending--;
+			a->next--;
+			return;
+		}
 		if (rc < 0) {
 			printf("route domain=%s status=error reason=\"%s\"\n", d, strerror(-rc));
+			a->count[3]++;
 			a->pending--;
-			free(slot);
 		}
-		if (a->sequential && a->pending > 0)
-			return;
 	}
 }
 
@@ -110,33 +126,122 @@ usage(void)
 {
 	fprintf(stderr, "usage: ringmx-resolve [--resolver \"addr[:port] ...\"] [--timeout ms] "
 			"[--attempts n] [--prefer ipv4|ipv6] [--allow-loopback] [--sequential] "
-			"DOMAIN...\n");
+			"[--concurrency n] [--repeat n] [--interval-ms ms] [--cache-size n] "
+			"[--file PATH] [--summary] DOMAIN...\n");
 	exit(2);
 }
 
+/* A number option in [min, max], else usage. */
+static unsigned long
+number_arg(const char *s, unsigned long min, unsigned long max)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v < min || v > max)
+		usage();
+	return v;
+}
+
 static void
-print_stats(const struct dns_resolver *res)
+print_stats(const struct app *a, uint64_t elapsed_ms)
 {
 	struct dns_resolver_stats st;
+	struct rusage ru;
+	unsigned long long routes = a->count[0] + a->count[1] + a->count[2] + a->count[3];
 
-	dns_resolver_stats_get(res, &st);
+	getrusage(RUSAGE_SELF, &ru);
+	printf("summary routes=%llu ok=%llu tempfail=%llu permfail=%llu error=%llu ms=%llu "
+	       "per_s=%llu maxrss_kb=%ld\n",
+	       routes, a->count[0], a->count[1], a->count[2], a->count[3],
+	       (unsigned long long)elapsed_ms,
+	       elapsed_ms ? routes * 1000 / elapsed_ms : routes * 1000, ru.ru_maxrss);
+	dns_resolver_stats_get(a->res, &st);
 	printf("stats lookups=%llu queries_sent=%llu cache_hits=%llu cache_misses=%llu "
-	       "coalesced=%llu timeouts=%llu tcp_fallbacks=%llu dropped_answers=%llu "
-	       "errors=%llu\n",
+	       "cache_entries=%u evictions=%llu coalesced=%llu timeouts=%llu tcp_fallbacks=%llu "
+	       "dropped_answers=%llu cname_chases=%llu errors=%llu\n",
 	       (unsigned long long)st.lookups, (unsigned long long)st.queries_sent,
 	       (unsigned long long)st.cache.hits, (unsigned long long)st.cache.misses,
+	       st.cache.entries, (unsigned long long)st.cache.evictions,
 	       (unsigned long long)st.coalesced, (unsigned long long)st.timeouts,
 	       (unsigned long long)st.tcp_fallbacks, (unsigned long long)st.dropped_answers,
-	       (unsigned long long)st.errors);
+	       (unsigned long long)st.cname_chases, (unsigned long long)st.errors);
+}
+
+/* Appends the domains of path (one per line, "-" for stdin) to argv-style list *v. */
+static void
+domains_read(const char *path, char ***v, unsigned *n)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+	char line[512];
+
+	if (f == NULL) {
+		fprintf(stderr, "ringmx-resolve: %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	while (fgets(line, sizeof line, f) != NULL) {
+		size_t len = strcspn(line, " \t\r\n");
+
+		if (len == 0)
+			continue;
+		line[len] = '\0';
+		if (*n == DOMAINS_MAX) {
+			fprintf(stderr, "ringmx-resolve: more than %d domains\n", DOMAINS_MAX);
+			exit(1);
+		}
+		*v = realloc(*v, (*n + 1) * sizeof **v);
+		if (*v == NULL || ((*v)[*n] = strdup(line)) == NULL) {
+			fprintf(stderr, "ringmx-resolve: out of memory\n");
+			exit(1);
+		}
+		(*n)++;
+	}
+	if (f != stdin)
+		fclose(f);
+}
+
+/* Drives the ring until every route of this round is done. */
+static void
+run_round(struct app *a, struct io_uring *ring)
+{
+	a->next = 0;
+	start_next(a);
+	while (a->pending > 0 || a->next < a->ndomains) {
+		struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 20 * 1000000};
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+
+		io_uring_submit_and_wait_timeout(ring, &cqe, 1, &ts, NULL);
+		io_uring_for_each_cqe(ring, head, cqe) {
+			if ((cqe->user_data & ~((1ull << DNS_RESOLVER_UD_BITS) - 1)) == UD_RESOLVER)
+				dns_resolver_complete(a->res, cqe, now_ms());
+			n++;
+		}
+		io_uring_cq_advance(ring, n);
+		dns_resolver_tick(a->res, now_ms());
+		start_next(a);
+	}
+	ASSERT(a->pending == 0);
 }
 
 int
 main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"resolver", required_argument, NULL, 'r'}, {"timeout", required_argument, NULL, 't'},
-	    {"attempts", required_argument, NULL, 'a'}, {"prefer", required_argument, NULL, 'p'},
-	    {"allow-loopback", no_argument, NULL, 'l'}, {"sequential", no_argument, NULL, 's'},
+	    {"resolver", required_argument, NULL, 'r'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"attempts", required_argument, NULL, 'a'},
+	    {"prefer", required_argument, NULL, 'p'},
+	    {"allow-loopback", no_argument, NULL, 'l'},
+	    {"sequential", no_argument, NULL, 's'},
+	    {"concurrency", required_argument, NULL, 'c'},
+	    {"repeat", required_argument, NULL, 'n'},
+	    {"interval-ms", required_argument, NULL, 'i'},
+	    {"cache-size", required_argument, NULL, 'z'},
+	    {"file", required_argument, NULL, 'f'},
+	    {"summary", no_argument, NULL, 'S'},
 	    {NULL, 0, NULL, 0}};
 	struct dns_resolver_params p = {
 	    .timeout_ms = 2000,
@@ -145,16 +250,18 @@ main(int argc, char **argv)
 	    .cache = {.entries_max = 10000, .min_ttl_s = 0, .max_ttl_s = 86400,
 		      .neg_ttl_default_s = 300},
 	};
-	struct app a = {0};
+	struct app a = {.concurrency = 64, .rounds = 1};
+	unsigned long interval_ms = 0;
 	struct io_uring ring;
-	char err[256];
+	char err[256], **domains = NULL;
+	unsigned ndomains = 0;
 	int c, rc;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r': p.servers = optarg; break;
-		case 't': p.timeout_ms = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'a': p.attempts = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 't': p.timeout_ms = (uint32_t)number_arg(optarg, 1, 600000); break;
+		case 'a': p.attempts = (unsigned)number_arg(optarg, 1, 100); break;
 		case 'p':
 			if (strcmp(optarg, "ipv6") == 0)
 				a.rp.prefer = DNS_PREFER_IPV6;
@@ -162,13 +269,30 @@ main(int argc, char **argv)
 				usage();
 			break;
 		case 'l': a.rp.loopback_ok = true; break;
-		case 's': a.sequential = true; break;
+		case 's': a.concurrency = 1; break;
+		case 'c': a.concurrency = (unsigned)number_arg(optarg, 1, CONCURRENCY_MAX); break;
+		case 'n': a.rounds = (unsigned)number_arg(optarg, 1, 1000); break;
+		case 'i': interval_ms = number_arg(optarg, 0, 3600000); break;
+		case 'z':
+			p.cache.entries_max = (uint32_t)number_arg(optarg, 1, DNS_CACHE_ENTRIES_LIMIT);
+			break;
+		case 'f': domains_read(optarg, &domains, &ndomains); break;
+		case 'S': a.summary = true; break;
 		default: usage();
 		}
 	}
-	if (optind >= argc)
+	for (int i = optind; i < argc; i++) {
+		domains = realloc(domains, (ndomains + 1) * sizeof *domains);
+		if (domains == NULL)
+			return 1;
+		domains[ndomains++] = strdup(argv[i]);
+	}
+	if (ndomains == 0)
 		usage();
-	rc = io_uring_queue_init(64, &ring, 0);
+	/* each route holds an MX query and up to two address queries per host at a time */
+	if (p.queries_max < a.concurrency)
+		p.queries_max = a.concurrency;
+	rc = io_uring_queue_init(RING_ENTRIES, &ring, 0);
 	if (rc < 0) {
 		fprintf(stderr, "ringmx-resolve: io_uring_queue_init: %s\n", strerror(-rc));
 		return 1;
@@ -178,26 +302,23 @@ main(int argc, char **argv)
 		fprintf(stderr, "ringmx-resolve: %s\n", err);
 		return 1;
 	}
-	a.domains = argv + optind;
-	a.ndomains = argc - optind;
-	a.start_ms[0] = now_ms();
-	start_next(&a);
-	while (a.pending > 0) {
-		struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 20 * 1000000};
-		struct io_uring_cqe *cqe;
-		unsigned head, n = 0;
+	a.domains = domains;
+	a.ndomains = ndomains;
+	a.start_ms = now_ms();
+	for (a.round = 0; a.round < a.rounds; a.round++) {
+		if (a.round > 0 && interval_ms > 0) {
+			struct timespec ts = {(time_t)(interval_ms / 1000),
+					      (long)(interval_ms % 1000) * 1000000};
 
-		io_uring_submit_and_wait_timeout(&ring, &cqe, 1, &ts, NULL);
-		io_uring_for_each_cqe(&ring, head, cqe) {
-			if ((cqe->user_data & ~((1ull << DNS_RESOLVER_UD_BITS) - 1)) == UD_RESOLVER)
-				dns_resolver_complete(a.res, cqe, now_ms());
-			n++;
+			nanosleep(&ts, NULL);
 		}
-		io_uring_cq_advance(&ring, n);
-		dns_resolver_tick(a.res, now_ms());
+		run_round(&a, &ring);
 	}
-	print_stats(a.res);
+	print_stats(&a, now_ms() - a.start_ms);
 	dns_resolver_free(a.res);
 	io_uring_queue_exit(&ring);
+	for (unsigned i = 0; i < ndomains; i++)
+		free(domains[i]);
+	free(domains);
 	return 0;
 }

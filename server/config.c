@@ -24,6 +24,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dns/dns_cache.h"
+#include "dns/dns_resolver.h"
 #include "queue/spool_record.h"
 
 /* Limits of the file itself. A line is bounded so that inih reads it whole, in one buffer. */
@@ -48,12 +50,16 @@
 #define CONFIG_ADDRESS_MAX 254 /* RFC 5321 4.5.3.1.3: a path is 256 octets with its <> */
 #define CONFIG_RECIPIENTS_MAX 16777216
 #define CONFIG_STRSET_STR_MAX 255
+#define CONFIG_DNS_TIMEOUT_MAX_MS 60000
+#define CONFIG_DNS_ATTEMPTS_MAX 10
+#define CONFIG_DNS_TTL_MAX 604800 /* s: one week */
 
 /* A message that fills a spool record must still fit in one, envelope and Received: included. */
 _Static_assert(CONFIG_MESSAGE_SIZE_MAX <= SPOOL_RECORD_MAX / 2, "message size vs spool record");
 _Static_assert(SPOOL_RCPT_MAX >= 1000, "the max_recipients default is within the spool's bound");
 _Static_assert(CONFIG_HOSTNAME_MAX >= CONFIG_DOMAIN_MAX, "hostname buffer");
 _Static_assert(CONFIG_ADDRESS_MAX <= CONFIG_STRSET_STR_MAX, "strset string bound");
+_Static_assert(CONFIG_DNS_RESOLVERS_MAX == DNS_RESOLVER_SERVERS_MAX, "resolver list bound");
 
 #define DEFAULT_LISTEN "127.0.0.1:2525"
 #define DEFAULT_RELAY_NETWORKS "127.0.0.0/8 ::1/128"
@@ -281,6 +287,13 @@ enum key_id {
 	K_DOMAINS,
 	K_RELAY_NETWORKS,
 	K_RECIPIENTS,
+	K_DNS_RESOLVERS,
+	K_DNS_TIMEOUT,
+	K_DNS_ATTEMPTS,
+	K_DNS_PREFER,
+	K_DNS_MIN_TTL,
+	K_DNS_MAX_TTL,
+	K_DNS_CACHE_SIZE,
 	K_COUNT
 };
 
@@ -898,6 +911,51 @@ key_domains(struct load *ld, const struct key *k, const char *value)
 	return 0;
 }
 
+/* ---- [dns] ------------------------------------------------------------------------------- */
+
+/* A list of addr[:port] items, each as dns_resolver reads it (so the two never disagree);
+ * empty means /etc/resolv.conf. */
+static int
+key_dns_resolvers(struct load *ld, const struct key *k, const char *value)
+{
+	struct config *cfg = ld->cfg;
+	const char *p = value, *item;
+	size_t len;
+
+	if (strlen(value) >= sizeof cfg->dns_resolvers)
+		return key_fail(ld, k, "longer than %zu bytes", sizeof cfg->dns_resolvers - 1);
+	cfg->dns_nresolvers = 0;
+	while (list_next(&p, &item, &len)) {
+		struct sockaddr_storage ss;
+		socklen_t sl;
+		char text[80];
+
+		if (!item_copy(text, sizeof text, item, len) ||
+		    dns_resolver_server_parse(text, &ss, &sl) < 0)
+			return key_fail(ld, k,
+					"%s is not addr[:port] (like 192.0.2.53, 127.0.0.1:5353, "
+					"2001:db8::53 or [::1]:5353)",
+					QN(item, len));
+		if (cfg->dns_nresolvers == CONFIG_DNS_RESOLVERS_MAX)
+			return key_fail(ld, k, "more than %d resolvers", CONFIG_DNS_RESOLVERS_MAX);
+		cfg->dns_nresolvers++;
+	}
+	strcpy(cfg->dns_resolvers, value);
+	return 0;
+}
+
+static int
+key_dns_prefer(struct load *ld, const struct key *k, const char *value)
+{
+	if (word_is(value, "ipv4"))
+		ld->cfg->dns_prefer = CONFIG_DNS_PREFER_IPV4;
+	else if (word_is(value, "ipv6"))
+		ld->cfg->dns_prefer = CONFIG_DNS_PREFER_IPV6;
+	else
+		return key_fail(ld, k, "expected ipv4 or ipv6, got %s", Q(value));
+	return 0;
+}
+
 /* ---- The keys ----------------------------------------------------------------------------- */
 
 #define F(field) offsetof(struct config, field)
@@ -940,10 +998,22 @@ static const struct key keys[K_COUNT] = {
     [K_DOMAINS] = {"accept", "domains", key_domains, 0, 0, 0, NULL},
     [K_RELAY_NETWORKS] = {"accept", "relay_networks", relay_networks_set, 0, 0, 0, NULL},
     [K_RECIPIENTS] = {"accept", "recipients", key_recipients, F(recipients_path), 0, 0, NULL},
+    [K_DNS_RESOLVERS] = {"dns", "resolvers", key_dns_resolvers, 0, 0, 0, NULL},
+    [K_DNS_TIMEOUT] = {"dns", "timeout", key_unsigned, F(dns_timeout_ms), 1,
+		       CONFIG_DNS_TIMEOUT_MAX_MS, NULL},
+    [K_DNS_ATTEMPTS] = {"dns", "attempts", key_unsigned, F(dns_attempts), 1,
+			CONFIG_DNS_ATTEMPTS_MAX, NULL},
+    [K_DNS_PREFER] = {"dns", "prefer", key_dns_prefer, 0, 0, 0, NULL},
+    [K_DNS_MIN_TTL] = {"dns", "min_ttl", key_unsigned, F(dns_min_ttl), 0, CONFIG_DNS_TTL_MAX,
+		       &time_suffixes},
+    [K_DNS_MAX_TTL] = {"dns", "max_ttl", key_unsigned, F(dns_max_ttl), 0, CONFIG_DNS_TTL_MAX,
+		       &time_suffixes},
+    [K_DNS_CACHE_SIZE] = {"dns", "cache_size", key_unsigned, F(dns_cache_size), 1,
+			  DNS_CACHE_ENTRIES_LIMIT, NULL},
 };
 #undef F
 
-static const char *const sections[] = {"server", "spool", "accept"};
+static const char *const sections[] = {"server", "spool", "accept", "dns"};
 
 static bool
 section_is_known(const char *name, size_t len)
@@ -1085,6 +1155,14 @@ config_set_defaults(struct config *cfg)
 	strcpy(cfg->spool_dir, DEFAULT_SPOOL_DIR);
 	cfg->fsync = true;
 	cfg->segment_size = (uint64_t)64 << 20;
+	cfg->dns_resolvers[0] = '\0';
+	cfg->dns_nresolvers = 0;
+	cfg->dns_timeout_ms = 2000;
+	cfg->dns_attempts = 2;
+	cfg->dns_prefer = CONFIG_DNS_PREFER_IPV4;
+	cfg->dns_min_ttl = 0;
+	cfg->dns_max_ttl = 86400;
+	cfg->dns_cache_size = 10000;
 }
 
 /* The CPUs this process may run on (what shards get pinned to), else the online ones. */
@@ -1178,6 +1256,10 @@ config_check(struct load *ld)
 		return pair_fail(ld, K_RECIPIENTS, K_DOMAINS,
 				 "[accept] recipients is set but [accept] domains is empty, so no "
 				 "address in it could ever be local");
+	if (cfg->dns_min_ttl > cfg->dns_max_ttl)
+		return pair_fail(ld, K_DNS_MIN_TTL, K_DNS_MAX_TTL,
+				 "[dns] min_ttl (%u s) is longer than max_ttl (%u s)",
+				 cfg->dns_min_ttl, cfg->dns_max_ttl);
 	if (cfg->nlisten == 0)
 		return load_fail(ld, ld->key_line[K_LISTEN], "[server] listen: no address");
 	return 0;

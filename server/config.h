@@ -25,6 +25,7 @@
 #define CONFIG_LISTEN_MAX 16
 #define CONFIG_HOSTNAME_MAX 255
 #define CONFIG_BUSY_POLL_MAX_US 10000
+#define CONFIG_DNS_RESOLVERS_MAX 8 /* == DNS_RESOLVER_SERVERS_MAX (checked in config.c) */
 
 struct config_listen {
 	struct sockaddr_storage addr;
@@ -44,6 +45,8 @@ enum config_bare_newline {
 };
 
 enum config_log_level { CONFIG_LOG_DEBUG, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONFIG_LOG_ERROR };
+
+enum config_dns_prefer { CONFIG_DNS_PREFER_IPV4 = 0, CONFIG_DNS_PREFER_IPV6 };
 
 struct config_strset; /* private: a case-insensitive hash set of strings */
 
@@ -82,6 +85,17 @@ struct config {
 	unsigned nrelay_networks;
 	char recipients_path[PATH_MAX];   /* "" when not set */
 	struct config_strset *recipients; /* NULL when not set: every local address is valid */
+
+	/* [dns]: read and checked, but nothing in the daemon resolves names yet (outbound
+	 * delivery will hand these to dns_resolver_new, one resolver per shard). */
+	char dns_resolvers[512];  /* "addr[:port] ..." as written; "" = /etc/resolv.conf */
+	unsigned dns_nresolvers;  /* items in dns_resolvers, 0..CONFIG_DNS_RESOLVERS_MAX */
+	unsigned dns_timeout_ms;  /* per attempt */
+	unsigned dns_attempts;    /* rounds over all resolvers */
+	enum config_dns_prefer dns_prefer;
+	unsigned dns_min_ttl;     /* s: cache clamps */
+	unsigned dns_max_ttl;     /* s */
+	unsigned dns_cache_size;  /* entries per shard */
 };
 
 /* The embedded default config, the one `ringmx` runs with no -c (see docs/config.md). */

@@ -1,10 +1,13 @@
 """bin/ringmx-resolve against a real DNS server: nsd on a loopback port serving
-tests/integration/dns/test.zone (the PEERS.md recipe). A small UDP relay in front of nsd drops
-the queries for one name, to show that a server that never answers delays only that lookup."""
+tests/integration/dns/test.zone and other.zone (the PEERS.md recipe). A small UDP relay in front
+of nsd counts the queries it sees (cache tests), drops the queries for one name (a server that
+never answers delays only that lookup), or cuts answers after a leading CNAME (what an
+authoritative server without the target's zone sends, so the resolver must chase it)."""
 import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -14,6 +17,7 @@ import pytest
 from conftest import BIN, ROOT, free_port
 
 ZONE = os.path.join(ROOT, "tests", "integration", "dns", "test.zone")
+OTHER_ZONE = os.path.join(ROOT, "tests", "integration", "dns", "other.zone")
 RESOLVE = os.path.join(BIN, "ringmx-resolve")
 
 pytestmark = pytest.mark.skipif(shutil.which("nsd") is None, reason="nsd is not installed")
@@ -30,6 +34,7 @@ def nsd(tmp_path_factory):
     d = tmp_path_factory.mktemp("nsd")
     port = free_port()
     shutil.copy(ZONE, d / "test.zone")
+    shutil.copy(OTHER_ZONE, d / "other.zone")
     conf = d / "nsd.conf"
     conf.write_text(f"""server:
   ip-address: 127.0.0.1
@@ -44,11 +49,16 @@ def nsd(tmp_path_factory):
   xfrdir: "{d}"
   logfile: "{d}/nsd.log"
   server-count: 1
+  # no response rate limiting: it would truncate and drop the lookup storm's answers
+  rrl-ratelimit: 0
 remote-control:
   control-enable: no
 zone:
   name: "test."
   zonefile: "test.zone"
+zone:
+  name: "other."
+  zonefile: "other.zone"
 """)
     proc = subprocess.Popen(["nsd", "-d", "-c", str(conf)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -73,9 +83,43 @@ zone:
     proc.wait(timeout=10)
 
 
-@pytest.fixture
-def dropping_relay(nsd):
-    """A UDP relay to nsd that never answers queries whose name contains 'hang'."""
+def skip_name(msg, off):
+    """The offset just past the (possibly compressed) domain name at off."""
+    while True:
+        n = msg[off]
+        if n & 0xC0 == 0xC0:
+            return off + 2
+        if n == 0:
+            return off + 1
+        off += 1 + n
+
+
+def question(msg):
+    """(lower-cased name, type) of a DNS message's first question."""
+    off, labels = 12, []
+    while msg[off]:
+        labels.append(msg[off + 1:off + 1 + msg[off]].decode("ascii").lower())
+        off += 1 + msg[off]
+    return ".".join(labels), struct.unpack("!H", msg[off + 1:off + 3])[0]
+
+
+def cut_after_cname(msg):
+    """An answer whose first record is a CNAME, cut to that record alone (ANCOUNT 1, nothing
+    in the other sections): nsd serves both zones, so it would follow the chain itself."""
+    qd, an = struct.unpack("!HH", msg[4:8])
+    if qd != 1 or an < 2:
+        return msg
+    off = skip_name(msg, 12) + 4
+    end = skip_name(msg, off)
+    rtype, _, _, rdlen = struct.unpack("!HHIH", msg[end:end + 10])
+    if rtype != 5:
+        return msg
+    return msg[:6] + struct.pack("!HHH", 1, 0, 0) + msg[12:end + 10 + rdlen]
+
+
+def run_relay(nsd_port, drop=b"hang", cut_cnames=False):
+    """A UDP relay to nsd: counts every query as (name, type), never answers a name that
+    contains `drop`, and with cut_cnames answers a CNAME without its target."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(0.1)
@@ -89,22 +133,44 @@ def dropping_relay(nsd):
             except socket.timeout:
                 continue
             seen.append(data)
-            if b"hang" in data.lower():
+            if drop in data.lower():
                 continue
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as up:
                 up.settimeout(2)
-                up.sendto(data, ("127.0.0.1", nsd))
+                up.sendto(data, ("127.0.0.1", nsd_port))
                 try:
-                    sock.sendto(up.recv(4096), peer)
+                    answer = up.recv(4096)
                 except socket.timeout:
-                    pass
+                    continue
+                sock.sendto(cut_after_cname(answer) if cut_cnames else answer, peer)
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
+    return sock, stop, t, seen
+
+
+@pytest.fixture
+def dropping_relay(nsd):
+    """A UDP relay to nsd that never answers queries whose name contains 'hang'."""
+    sock, stop, t, seen = run_relay(nsd)
     yield sock.getsockname()[1], seen
     stop.set()
     t.join()
     sock.close()
+
+
+@pytest.fixture
+def cutting_relay(nsd):
+    """A UDP relay to nsd that answers a CNAME without its target."""
+    sock, stop, t, seen = run_relay(nsd, cut_cnames=True)
+    yield sock.getsockname()[1], seen
+    stop.set()
+    t.join()
+    sock.close()
+
+
+def count(seen, name, qtype):
+    return sum(1 for q in seen if question(q) == (name, qtype))
 
 
 def resolve(port, *args, timeout_ms=1000):
@@ -117,20 +183,22 @@ def resolve(port, *args, timeout_ms=1000):
 
 def parse(out):
     """{domain: {"status":..., "code":..., "implicit":..., "cache":..., "ms":..., "mx": [...]}}
-    in printing order, plus "stats"."""
-    routes, cur = {"order": []}, None
+    in printing order (the last route of a domain printed twice), plus "all" (every route in
+    order), "summary" and "stats"."""
+    routes, cur = {"order": [], "all": []}, None
     for line in out.splitlines():
         kv = dict(re.findall(r'(\w+)=("[^"]*"|\S+)', line))
         if line.startswith("route "):
             cur = dict(kv, mx=[])
             routes[kv["domain"]] = cur
             routes["order"].append(kv["domain"])
+            routes["all"].append(cur)
         elif line.startswith("mx "):
             cur["mx"].append({"pref": int(kv["pref"]), "host": kv["host"], "addrs": []})
         elif line.startswith("addr "):
             cur["mx"][-1]["addrs"].append(line.split()[1])
-        elif line.startswith("stats "):
-            routes["stats"] = {k: int(v) for k, v in kv.items()}
+        elif line.startswith("stats ") or line.startswith("summary "):
+            routes[line.split()[0]] = {k: int(v) for k, v in kv.items()}
     return routes
 
 
@@ -232,3 +300,86 @@ def test_a_bad_resolver_address_is_refused_at_start():
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 1
     assert "bad resolver address" in r.stderr
+
+
+MX = 15
+
+
+def test_a_second_lookup_within_the_ttl_sends_no_packet_to_the_server(dropping_relay):
+    port, seen = dropping_relay
+    r = resolve(port, "--repeat", "3", "multi.test")
+    assert [rt["cache"] for rt in r["all"]] == ["no", "yes", "yes"]
+    assert count(seen, "multi.test", MX) == 1
+
+
+def test_an_expired_cache_entry_sends_a_new_query(dropping_relay):
+    # ttl1.test has a TTL of 1 s; multi.test 300 s. Two rounds 1.2 s apart in one process.
+    port, seen = dropping_relay
+    r = resolve(port, "--sequential", "--repeat", "2", "--interval-ms", "1200", "ttl1.test",
+                "multi.test")
+    by_domain = [(rt["domain"], rt["cache"]) for rt in r["all"]]
+    assert by_domain == [("ttl1.test", "no"), ("multi.test", "no"), ("ttl1.test", "no"),
+                         ("multi.test", "yes")]
+    assert r["ttl1.test"]["mx_ttl"] == "1"
+    assert r["ttl1.test"]["mx"][0]["addrs"] == ["192.0.2.77"]
+    assert count(seen, "ttl1.test", MX) == 2
+    assert count(seen, "multi.test", MX) == 1
+    assert r["stats"]["cache_hits"] == 1
+
+
+def test_a_cname_whose_target_is_not_in_the_answer_is_chased_with_a_second_query(
+        cutting_relay):
+    port, seen = cutting_relay
+    r = resolve(port, "chase.test")
+    rt = r["chase.test"]
+    assert rt["status"] == "ok", rt
+    assert rt["mx"] == [{"pref": 10, "host": "mx.other", "addrs": ["192.0.2.88"]}]
+    assert r["stats"]["cname_chases"] == 1
+    assert count(seen, "chase.test", MX) == 1 and count(seen, "mail.other", MX) == 1
+
+
+def test_a_chased_cname_chain_comes_from_the_cache_the_second_time(cutting_relay):
+    port, seen = cutting_relay
+    r = resolve(port, "--sequential", "chase2.test", "chase2.test")
+    first, second = r["all"]
+    assert first["status"] == second["status"] == "ok"
+    assert [m["host"] for m in second["mx"]] == ["mx1.multi.test", "mx2.multi.test",
+                                                 "mx3.multi.test"]
+    assert (first["cache"], second["cache"]) == ("no", "yes")
+    assert r["stats"]["cname_chases"] == 4  # chase2 -> hop.other -> multi.test, twice
+    for name in ("chase2.test", "hop.other", "multi.test"):
+        assert count(seen, name, MX) == 1, name
+
+
+def test_a_cname_loop_across_answers_is_a_temporary_failure(cutting_relay):
+    port, seen = cutting_relay
+    r = resolve(port, "cloop.test")
+    assert (r["cloop.test"]["status"], r["cloop.test"]["code"]) == ("tempfail", "4.4.3")
+    assert count(seen, "cloop.test", MX) == 1 and count(seen, "cloop.other", MX) == 1
+
+
+def test_a_cname_chain_needing_too_many_queries_is_cut_off(cutting_relay, nsd):
+    # long0.test -> long1.other -> ... -> long6.test (MX 10 mx.other.): six links.
+    port, seen = cutting_relay
+    rt = resolve(port, "long0.test")["long0.test"]
+    assert (rt["status"], rt["code"]) == ("tempfail", "4.4.3")
+    assert len([q for q in seen if question(q)[1] == MX]) == 5  # the first + 4 chased
+    # in one answer (nsd follows it itself) the same six links are within the bound
+    rt = resolve(nsd, "long0.test")["long0.test"]
+    assert rt["status"] == "ok" and rt["mx"][0]["host"] == "mx.other"
+
+
+def test_a_lookup_storm_of_2000_distinct_names_all_resolve_in_bounded_memory(nsd, tmp_path):
+    names = tmp_path / "names"
+    names.write_text("".join("h%d.storm.test\n" % i for i in range(2000)))
+    t0 = time.time()
+    r = resolve(nsd, "--summary", "--concurrency", "64", "--file", str(names), timeout_ms=2000)
+    elapsed = time.time() - t0
+    s = r["summary"]
+    assert (s["routes"], s["ok"]) == (2000, 2000), s
+    assert r["stats"]["queries_sent"] == 2000 and r["stats"]["timeouts"] == 0
+    assert r["stats"]["cache_entries"] == 2000
+    # about 11 MB here; a sanitizer build (make check-asan) needs several times more
+    asan = "asan" in BIN
+    assert s["maxrss_kb"] < (400 if asan else 64) * 1024, s
+    assert elapsed < 30

@@ -281,3 +281,40 @@ Test(dns_cache, many_entries_stay_within_the_bound)
 	cr_assert_eq(get(c, "n150.test", DNS_TYPE_A, T0 + 300), DNS_CACHE_POSITIVE);
 	dns_cache_free(c);
 }
+
+Test(dns_cache, a_dangling_cname_lives_no_longer_than_the_cname_ttl)
+{
+	struct dns_cache *c = cache_new(16, 0, 86400);
+	struct fx_pkt f = {
+	    .id = 3,
+	    .qname = "alias.test.",
+	    .qtype = DNS_TYPE_MX,
+	    .an = FX_LIST("alias.test. 20 IN CNAME real.other."),
+	};
+	struct dns_cache_hit hit;
+
+	/* no SOA: without the CNAME rule this would live neg_ttl_default_s (60 s) */
+	put(c, answer(&f), T0, DNS_CACHE_NODATA);
+	cr_assert_eq(dns_cache_get(c, "alias.test", DNS_TYPE_MX, T0 + 19999, &hit),
+		     DNS_CACHE_NODATA);
+	cr_assert(dns_answer_dangling(hit.ans), "the hit is chased again by the resolver");
+	cr_assert_eq(get(c, "alias.test", DNS_TYPE_MX, T0 + 20000), DNS_CACHE_MISS);
+	dns_cache_free(c);
+}
+
+Test(dns_cache, nodata_after_a_cname_lives_the_smaller_of_the_chain_and_negative_ttl)
+{
+	struct dns_cache *c = cache_new(16, 0, 86400);
+	struct fx_pkt f = {
+	    .id = 3,
+	    .qname = "alias.test.",
+	    .qtype = DNS_TYPE_MX,
+	    .an = FX_LIST("alias.test. 10 IN CNAME real.test."),
+	    .ns = FX_LIST("test. 600 IN SOA ns.test. h.test. 1 2 3 4 30"),
+	};
+
+	put(c, answer(&f), T0, DNS_CACHE_NODATA);
+	cr_assert_eq(get(c, "alias.test", DNS_TYPE_MX, T0 + 9999), DNS_CACHE_NODATA);
+	cr_assert_eq(get(c, "alias.test", DNS_TYPE_MX, T0 + 10000), DNS_CACHE_MISS);
+	dns_cache_free(c);
+}

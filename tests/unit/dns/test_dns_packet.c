@@ -436,3 +436,126 @@ Test(dns_packet, names_are_normalized_to_lower_case_without_the_final_dot)
 	cr_assert_eq(dns_name_normalize(out, sizeof out, ".a"), -EINVAL);
 	cr_assert_str_eq(dns_packet_strerror(DNS_ERR_ID), "wrong query id");
 }
+
+/* ---- CNAME chase: dangling answers and joining the links ---------------------------------- */
+
+/* A new answer parsed from f (asked for f->qname without its dot, id f->id). */
+static struct dns_answer *
+parsed(const struct fx_pkt *f)
+{
+	uint8_t pkt[1024];
+	size_t len = fx_answer(pkt, sizeof pkt, f);
+	struct dns_answer *a = dns_answer_new();
+	char q[256];
+
+	snprintf(q, sizeof q, "%s", f->qname);
+	q[strlen(q) - 1] = '\0';
+	cr_assert_eq(dns_packet_parse(a, pkt, len, q, f->qtype, f->id), 0);
+	return a;
+}
+
+Test(dns_packet, a_cname_whose_target_is_not_in_the_answer_is_dangling)
+{
+	struct fx_pkt cname_only = {.id = 1, .qname = "alias.test.", .qtype = DNS_TYPE_MX,
+				    .an = FX_LIST("alias.test. 100 IN CNAME real.other.")};
+	struct fx_pkt with_soa = {.id = 1, .qname = "alias.test.", .qtype = DNS_TYPE_MX,
+				  .an = FX_LIST("alias.test. 100 IN CNAME real.test."),
+				  .ns = FX_LIST("test. 60 IN SOA ns.test. h.test. 1 2 3 4 30")};
+	struct fx_pkt nxdomain = {.id = 1, .qname = "alias.test.", .qtype = DNS_TYPE_MX,
+				  .rcode = DNS_RCODE_NXDOMAIN,
+				  .an = FX_LIST("alias.test. 100 IN CNAME gone.other.")};
+	struct fx_pkt complete = {.id = 1, .qname = "alias.test.", .qtype = DNS_TYPE_MX,
+				  .an = FX_LIST("alias.test. 100 IN CNAME real.test.",
+						"real.test. 100 IN MX 1 mx.test.")};
+	struct dns_answer *a;
+
+	a = parsed(&cname_only);
+	cr_assert(dns_answer_dangling(a));
+	cr_assert_str_eq(dns_answer_str(a, a->canon), "real.other");
+	dns_answer_free(a);
+	a = parsed(&with_soa);
+	cr_assert_not(dns_answer_dangling(a), "an SOA says the target has no MX (RFC 2308 2.2)");
+	dns_answer_free(a);
+	a = parsed(&nxdomain);
+	cr_assert_not(dns_answer_dangling(a), "NXDOMAIN is about the chain's end (RFC 6604)");
+	dns_answer_free(a);
+	a = parsed(&complete);
+	cr_assert_not(dns_answer_dangling(a));
+	dns_answer_free(a);
+	a = parsed(&(struct fx_pkt){.id = 1, .qname = "plain.test.", .qtype = DNS_TYPE_MX});
+	cr_assert_not(dns_answer_dangling(a), "NODATA without a CNAME");
+	dns_answer_free(a);
+}
+
+Test(dns_packet, joining_a_chase_keeps_the_first_question_and_the_last_records)
+{
+	struct fx_pkt head_f = {.id = 1, .qname = "alias.test.", .qtype = DNS_TYPE_MX,
+				.an = FX_LIST("alias.test. 100 IN CNAME mid.other.")};
+	struct fx_pkt tail_f = {.id = 2, .qname = "mid.other.", .qtype = DNS_TYPE_MX,
+				.an = FX_LIST("mid.other. 40 IN CNAME real.other.",
+					      "real.other. 300 IN MX 7 mx.other."),
+				.ad = FX_LIST("mx.other. 300 IN A 192.0.2.8")};
+	struct dns_answer *head = parsed(&head_f), *tail = parsed(&tail_f);
+
+	cr_assert_eq(dns_answer_chain(ans, head, tail), 0);
+	cr_assert_str_eq(dns_answer_str(ans, ans->qname), "alias.test");
+	cr_assert_str_eq(dns_answer_str(ans, ans->canon), "real.other");
+	cr_assert_eq(ans->cname_hops, 2);
+	cr_assert_eq(ans->nrr, 1);
+	cr_assert_eq(ans->rr[0].pref, 7);
+	cr_assert_str_eq(dns_answer_str(ans, ans->rr[0].target), "mx.other");
+	cr_assert_eq(ans->nadd, 1);
+	cr_assert_eq(ans->ttl_min, 40, "the smallest TTL of the whole chain");
+	cr_assert_not(dns_answer_dangling(ans));
+	dns_answer_free(head);
+	dns_answer_free(tail);
+}
+
+Test(dns_packet, joining_keeps_the_head_ttl_when_it_is_the_smallest_and_nodata_at_the_end)
+{
+	struct fx_pkt head_f = {.id = 1, .qname = "alias.test.", .qtype = DNS_TYPE_A,
+				.an = FX_LIST("alias.test. 5 IN CNAME empty.other.")};
+	struct fx_pkt tail_f = {.id = 2, .qname = "empty.other.", .qtype = DNS_TYPE_A,
+				.ns = FX_LIST("other. 60 IN SOA ns.other. h.other. 1 2 3 4 30")};
+	struct dns_answer *head = parsed(&head_f), *tail = parsed(&tail_f);
+
+	cr_assert_eq(dns_answer_chain(ans, head, tail), 0);
+	cr_assert_eq(ans->nrr, 0);
+	cr_assert(ans->has_soa);
+	cr_assert_eq(ans->neg_ttl, 30);
+	cr_assert_eq(ans->ttl_min, 5);
+	cr_assert_eq(ans->cname_hops, 1);
+	cr_assert_not(dns_answer_dangling(ans));
+	dns_answer_free(head);
+	dns_answer_free(tail);
+}
+
+Test(dns_packet, joining_links_longer_than_the_chain_bound_is_refused)
+{
+	char rr[DNS_CNAME_CHAIN_MAX][64];
+	const char *list[DNS_CNAME_CHAIN_MAX + 1];
+	struct fx_pkt head_f = {.id = 1, .qname = "c0.test.", .qtype = DNS_TYPE_A};
+	struct fx_pkt tail_f = {.id = 2, .qname = "c5.test.", .qtype = DNS_TYPE_A};
+	struct dns_answer *head, *tail;
+
+	/* head: c0 -> c1 -> ... -> c5 (5 links); tail: c5 -> ... -> c9, then an address (4) */
+	for (int i = 0; i < 5; i++) {
+		snprintf(rr[i], sizeof rr[i], "c%d.test. 60 IN CNAME c%d.test.", i, i + 1);
+		list[i] = rr[i];
+	}
+	list[5] = NULL;
+	head_f.an = list;
+	head = parsed(&head_f);
+	for (int i = 5; i < 9; i++) {
+		snprintf(rr[i - 5], sizeof rr[i - 5], "c%d.test. 60 IN CNAME c%d.test.", i, i + 1);
+		list[i - 5] = rr[i - 5];
+	}
+	list[4] = "c9.test. 60 IN A 192.0.2.9";
+	list[5] = NULL;
+	tail_f.an = list;
+	tail = parsed(&tail_f);
+	cr_assert_eq(head->cname_hops + tail->cname_hops, 9);
+	cr_assert_eq(dns_answer_chain(ans, head, tail), DNS_ERR_CNAME_CHAIN);
+	dns_answer_free(head);
+	dns_answer_free(tail);
+}

@@ -173,6 +173,14 @@ Test(config, defaults_apply_when_keys_are_absent)
 	cr_assert(config_addr_may_relay(cfg, sa("::1")));
 	cr_assert_str_eq(cfg->recipients_path, "");
 	cr_assert_null(cfg->recipients);
+	cr_assert_str_eq(cfg->dns_resolvers, "", "empty: the resolver reads /etc/resolv.conf");
+	cr_assert_eq(cfg->dns_nresolvers, 0);
+	cr_assert_eq(cfg->dns_timeout_ms, 2000);
+	cr_assert_eq(cfg->dns_attempts, 2);
+	cr_assert_eq(cfg->dns_prefer, CONFIG_DNS_PREFER_IPV4);
+	cr_assert_eq(cfg->dns_min_ttl, 0);
+	cr_assert_eq(cfg->dns_max_ttl, 86400);
+	cr_assert_eq(cfg->dns_cache_size, 10000);
 	config_free(cfg);
 }
 
@@ -202,8 +210,24 @@ Test(config, every_key_is_read)
 				  "segment_size = 1M\n"
 				  "[accept]\n"
 				  "domains = example.com, example.org\n"
-				  "relay_networks = 10.0.0.0/8\n");
+				  "relay_networks = 10.0.0.0/8\n"
+				  "[dns]\n"
+				  "resolvers = 192.0.2.53 127.0.0.1:5353, [2001:db8::53]:53 ::1\n"
+				  "timeout = 750\n"
+				  "attempts = 3\n"
+				  "prefer = ipv6\n"
+				  "min_ttl = 1m\n"
+				  "max_ttl = 1h\n"
+				  "cache_size = 500\n");
 
+	cr_assert_str_eq(cfg->dns_resolvers, "192.0.2.53 127.0.0.1:5353, [2001:db8::53]:53 ::1");
+	cr_assert_eq(cfg->dns_nresolvers, 4);
+	cr_assert_eq(cfg->dns_timeout_ms, 750);
+	cr_assert_eq(cfg->dns_attempts, 3);
+	cr_assert_eq(cfg->dns_prefer, CONFIG_DNS_PREFER_IPV6);
+	cr_assert_eq(cfg->dns_min_ttl, 60);
+	cr_assert_eq(cfg->dns_max_ttl, 3600);
+	cr_assert_eq(cfg->dns_cache_size, 500);
 	cr_assert_eq(cfg->nlisten, 2);
 	cr_assert_str_eq(cfg->listen[1].text, "[2001:db8::1]:587");
 	cr_assert_str_eq(cfg->hostname, "mx1.example.com");
@@ -426,6 +450,24 @@ static const struct bad bad_values[] = {
     {"accept", "domains", ".", "\".\" is not a domain name"},
     {"accept", "relay_networks", "10.0.0.0/33", "\"10.0.0.0/33\" is not an address"},
     {"accept", "relay_networks", "example.com", "\"example.com\" is not an address"},
+    {"dns", "resolvers", "dns.example.com", "\"dns.example.com\" is not addr[:port]"},
+    {"dns", "resolvers", "127.0.0.1:0", "\"127.0.0.1:0\" is not addr[:port]"},
+    {"dns", "resolvers", "127.0.0.1:65536", "is not addr[:port]"},
+    {"dns", "resolvers", "[::1]5353", "\"[::1]5353\" is not addr[:port]"},
+    {"dns", "resolvers", "1.2.3.4 1.2.3", "\"1.2.3\" is not addr[:port]"},
+    {"dns", "timeout", "0", "\"0\" is out of range, expected 1 to 60000"},
+    {"dns", "timeout", "60001", "out of range"},
+    {"dns", "timeout", "2s", "expected a positive integer, got \"2s\""},
+    {"dns", "attempts", "0", "\"0\" is out of range, expected 1 to 10"},
+    {"dns", "attempts", "11", "out of range"},
+    {"dns", "prefer", "both", "expected ipv4 or ipv6, got \"both\""},
+    {"dns", "min_ttl", "-1", "expected a duration in seconds"},
+    {"dns", "min_ttl", "604801", "\"604801\" is out of range, expected 0 to 604800 seconds"},
+    {"dns", "max_ttl", "8d", "expected a duration in seconds"},
+    {"dns", "max_ttl", "169h", "out of range"},
+    {"dns", "cache_size", "0", "\"0\" is out of range, expected 1 to 16777216"},
+    {"dns", "cache_size", "16777217", "out of range"},
+    {"dns", "cache_size", "10k", "expected a positive integer"},
 };
 
 Test(config, bad_values_are_rejected_for_every_typed_key)
@@ -535,6 +577,40 @@ Test(config, greeting_delay_must_be_shorter_than_the_session_timeout)
 		     "timeout_command = 30\ntimeout_data = 30\ntimeout_session = 60\n",
 		     "test.conf:6: [server] greeting_delay_ms (60000 ms) is not shorter than "
 		     "timeout_session (60 s)");
+}
+
+/* ---- [dns] -------------------------------------------------------------------------------- */
+
+Test(config, dns_min_ttl_longer_than_max_ttl_is_rejected_at_the_later_line)
+{
+	assert_error("[dns]\nmax_ttl = 60\nmin_ttl = 2m\n",
+		     "test.conf:3: [dns] min_ttl (120 s) is longer than max_ttl (60 s)");
+	assert_error("[dns]\nmin_ttl = 1d\n", "test.conf:2: [dns] min_ttl: expected a duration "
+						 "in seconds (like 300, 300s, 5m, 1h), got \"1d\"");
+	config_free(load("[dns]\nmin_ttl = 300\nmax_ttl = 300\n"));
+}
+
+Test(config, dns_resolvers_are_at_most_eight_and_may_be_empty)
+{
+	struct config *cfg;
+
+	assert_error("[dns]\nresolvers = 127.0.0.1:1 127.0.0.1:2 127.0.0.1:3 127.0.0.1:4 "
+		     "127.0.0.1:5 127.0.0.1:6 127.0.0.1:7 127.0.0.1:8 127.0.0.1:9\n",
+		     "test.conf:2: [dns] resolvers: more than 8 resolvers");
+	cfg = load("[dns]\nresolvers =\n");
+	cr_assert_str_eq(cfg->dns_resolvers, "");
+	cr_assert_eq(cfg->dns_nresolvers, 0);
+	config_free(cfg);
+}
+
+Test(config, dns_keys_are_errors_in_other_sections_and_unknown_dns_keys_too)
+{
+	assert_error("[server]\nresolvers = 127.0.0.1\n",
+		     "test.conf:2: unknown key \"resolvers\" in [server]");
+	assert_error("[dns]\nresolver = 127.0.0.1\n",
+		     "test.conf:2: unknown key \"resolver\" in [dns]");
+	assert_error("[dns]\ntimeout = 100\ntimeout = 200\n",
+		     "test.conf:3: duplicate key \"timeout\" in [dns] (first set on line 2)");
 }
 
 /* ---- listen ------------------------------------------------------------------------------- */
@@ -1031,6 +1107,13 @@ Test(config, docs_describe_every_key)
 	    "domains",
 	    "relay_networks",
 	    "recipients",
+	    "resolvers",
+	    "timeout",
+	    "attempts",
+	    "prefer",
+	    "min_ttl",
+	    "max_ttl",
+	    "cache_size",
 	};
 	const char *docs = read_docs();
 
