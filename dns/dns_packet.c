@@ -104,6 +104,7 @@ dns_answer_chain(struct dns_answer *out, const struct dns_answer *head,
 	out->cname_hops = (uint8_t)hops;
 	out->ttl_min = ttl;
 	out->aa = head->aa && tail->aa;
+	out->ad = head->ad && tail->ad; /* a chain is secure only when every link is */
 	out->dropped += head->dropped;
 	return 0;
 }
@@ -217,6 +218,7 @@ dns_packet_query(uint8_t *buf, size_t cap, const char *name, uint16_t type, uint
 		return -ENOMEM;
 	}
 	ldns_pkt_set_id(pkt, id);
+	ldns_pkt_set_ad(pkt, true); /* RFC 6840 5.7: we want the AD bit back (DANE needs it) */
 	ldns_pkt_set_edns_udp_size(pkt, DNS_EDNS_UDP_SIZE);
 	st = ldns_pkt2wire(&wire, pkt, &wire_len);
 	ldns_pkt_free(pkt);
@@ -480,6 +482,7 @@ dns_packet_parse(struct dns_answer *ans, const uint8_t *wire, size_t len, const 
 	ans->rcode = (uint8_t)ldns_pkt_get_rcode(pkt);
 	ans->tc = ldns_pkt_tc(pkt);
 	ans->aa = ldns_pkt_aa(pkt);
+	ans->ad = ldns_pkt_ad(pkt);
 	ans->qname = (uint16_t)arena_put(ans, norm, strlen(norm), true); /* offset 0: fits */
 	canon = follow_cnames(ans, pkt, ldns_rr_owner(ldns_rr_list_rr(ldns_pkt_question(pkt), 0)));
 	if (canon == NULL) {

@@ -1,14 +1,16 @@
 /*
  * dns_packet — building DNS queries and checking and parsing answers, with ldns. Pure: no I/O.
  *
- * A query is one question with RD set and an EDNS0 OPT record advertising a 1232-byte UDP
- * payload (the DNS flag day 2020 size, which avoids IP fragmentation). An answer is accepted only
- * if its ID is ours, QR is set, the opcode is QUERY and it carries exactly our question (name
- * compared case-insensitively, same type and class); otherwise it is dropped, so that a spoofed
- * or stray datagram never reaches the cache. What is kept of an accepted answer is copied into
- * a small owned struct dns_answer: rcode, TC, the records of the asked type at the end of the
- * CNAME chain, the chain's canonical name, the additional section's A/AAAA, and the negative
- * TTL (RFC 2308 section 5: the smaller of the SOA record's TTL and its MINIMUM field).
+ * A query is one question with RD and AD set (AD asks a validating resolver to say whether the
+ * answer is DNSSEC-secure, RFC 6840 section 5.7) and an EDNS0 OPT record advertising a
+ * 1232-byte UDP payload (the DNS flag day 2020 size, which avoids IP fragmentation). An answer
+ * is accepted only if its ID is ours, QR is set, the opcode is QUERY and it carries exactly our
+ * question (name compared case-insensitively, same type and class); otherwise it is dropped,
+ * so that a spoofed or stray datagram never reaches the cache. What is kept of an accepted
+ * answer is copied into a small owned struct dns_answer: rcode, TC, AD, the records of the
+ * asked type at the end of the CNAME chain, the chain's canonical name, the additional
+ * section's A/AAAA, and the negative TTL (RFC 2308 section 5: the smaller of the SOA record's
+ * TTL and its MINIMUM field).
  *
  * Usage:
  *   len = dns_packet_query(buf, sizeof buf, "example.org", DNS_TYPE_MX, id);
@@ -87,6 +89,7 @@ struct dns_answer {
 	uint8_t rcode;
 	bool tc; /* truncated: ask again over TCP */
 	bool aa;
+	bool ad;            /* AD: the (validating) resolver says the data is DNSSEC-secure */
 	uint8_t cname_hops; /* CNAME links followed inside this answer */
 	bool has_soa;       /* authority section had the zone's SOA (negative answers) */
 	uint32_t neg_ttl;   /* RFC 2308: min(SOA TTL, SOA MINIMUM), when has_soa */

@@ -52,43 +52,87 @@ host_add(struct dns_route *rt, struct dns_route_host *h, const struct dns_rr *rr
 	(void)rt;
 }
 
-/* Orders each host's addresses (preferred family first), drops local ones when asked, and
- * decides the outcome once every lookup is back. */
+/*
+ * RFC 5321 section 5.1: when this host is one of the MX hosts (a host with one of our own
+ * addresses), it "MUST discard all records with a preference >= its own", or it would send
+ * the mail to itself or to a backup that sends it back. Drops those hosts; returns how many.
+ */
+static unsigned
+route_drop_self(struct dns_route *rt)
+{
+	unsigned n = 0, dropped;
+
+	rt->self_pref = -1;
+	for (unsigned i = 0; i < rt->nhosts; i++) {
+		const struct dns_route_host *h = &rt->hosts[i];
+
+		for (unsigned k = 0; k < h->naddr; k++)
+			if (dns_local_has(rt->p.local, h->addr[k].family, h->addr[k].addr) &&
+			    (rt->self_pref < 0 || h->pref < rt->self_pref))
+				rt->self_pref = h->pref;
+	}
+	if (rt->self_pref < 0)
+		return 0;
+	for (unsigned i = 0; i < rt->nhosts; i++)
+		if (rt->hosts[i].pref < rt->self_pref)
+			rt->hosts[n++] = rt->hosts[i]; /* n <= i: in place, order kept */
+	dropped = rt->nhosts - n;
+	rt->nhosts = n;
+	return dropped;
+}
+
+/* Orders host h's addresses (preferred family first) and drops loopback/invalid ones unless
+ * they are allowed. Returns how many it dropped. */
+static unsigned
+host_filter(const struct dns_route *rt, struct dns_route_host *h)
+{
+	struct dns_route_addr keep[DNS_ROUTE_ADDRS_MAX];
+	int pf = rt->p.prefer == DNS_PREFER_IPV6 ? AF_INET6 : AF_INET;
+	unsigned n = 0, dropped = 0;
+
+	ASSERT(h->naddr <= DNS_ROUTE_ADDRS_MAX);
+	for (int pass = 0; pass < 2; pass++)
+		for (unsigned k = 0; k < h->naddr; k++) {
+			struct dns_route_addr *a = &h->addr[k];
+
+			if ((a->family == pf) != (pass == 0))
+				continue;
+			if (!rt->p.loopback_ok && dns_route_addr_is_local(a->family, a->addr)) {
+				dropped++;
+				continue;
+			}
+			keep[n++] = *a;
+		}
+	memcpy(h->addr, keep, n * sizeof keep[0]);
+	h->naddr = n;
+	return dropped;
+}
+
+/* Drops our own MX entries and unusable addresses, and decides the outcome once every lookup
+ * is back. A failed address lookup of a host that is still in the route makes the outcome
+ * temporary rather than a loop: that host may be fine once DNS is. */
 static void
 route_finish(struct dns_route *rt)
 {
 	unsigned total = 0, local = 0;
 	bool temp = false;
-	int pf = rt->p.prefer == DNS_PREFER_IPV6 ? AF_INET6 : AF_INET;
 
+	if (rt->status == DNS_ROUTE_OK)
+		rt->self_dropped = route_drop_self(rt);
 	for (unsigned i = 0; i < rt->nhosts && rt->status == DNS_ROUTE_OK; i++) {
-		struct dns_route_host *h = &rt->hosts[i];
-		struct dns_route_addr keep[DNS_ROUTE_ADDRS_MAX];
-		unsigned n = 0;
-
-		temp |= h->err != 0;
-		for (int pass = 0; pass < 2; pass++)
-			for (unsigned k = 0; k < h->naddr; k++) {
-				struct dns_route_addr *a = &h->addr[k];
-
-				if ((a->family == pf) != (pass == 0))
-					continue;
-				if (!rt->p.loopback_ok && dns_route_addr_is_local(a->family, a->addr)) {
-					local++;
-					continue;
-				}
-				keep[n++] = *a;
-			}
-		memcpy(h->addr, keep, n * sizeof keep[0]);
-		h->naddr = n;
-		total += n;
+		temp |= rt->hosts[i].err != 0;
+		local += host_filter(rt, &rt->hosts[i]);
+		total += rt->hosts[i].naddr;
 	}
 	if (rt->status == DNS_ROUTE_OK && total == 0) {
-		if (local > 0)
+		if (temp)
+			route_fail(rt, DNS_ROUTE_TEMPFAIL, "4.4.3", "address lookup failed");
+		else if (rt->self_dropped > 0)
+			route_fail(rt, DNS_ROUTE_PERMFAIL, "5.4.6",
+				   "mail for the domain loops back to myself (we are its best MX)");
+		else if (local > 0)
 			route_fail(rt, DNS_ROUTE_PERMFAIL, "5.4.6",
 				   "MX hosts resolve only to local or invalid addresses (mail loop)");
-		else if (temp)
-			route_fail(rt, DNS_ROUTE_TEMPFAIL, "4.4.3", "address lookup failed");
 		else if (rt->implicit)
 			route_fail(rt, DNS_ROUTE_PERMFAIL, "5.1.2", "no MX and no address records");
 		else
@@ -256,6 +300,7 @@ dns_route_resolve(struct dns_resolver *res, const char *domain,
 	rt->now_ms = now_ms;
 	rt->code = "";
 	rt->reason = "ok";
+	rt->self_pref = -1;
 	rt->done = done;
 	rt->arg = arg;
 	rt->pending = 1;

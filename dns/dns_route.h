@@ -12,9 +12,15 @@
  *     ... and it has no address either          permanent, 5.1.2
  *   SERVFAIL/REFUSED, timeout, bad answer       temporary, 4.4.3
  *   MX hosts, but no address for any of them   temporary, 4.4.3 (DNS may be fixed meanwhile)
- *   every address local or invalid (loopback, 0/8, multicast, ::, ::1) while loopback_ok is
+ *   an MX host with an address of this host (params.local): that host and every host of
+ *     the same or a larger preference are dropped (RFC 5321 5.1: "MUST discard all records
+ *     with a preference >= its own"); none left (we are the best MX, or the only one)
+ *                                               permanent, 5.4.6 (mail loop)
+ *   every address loopback or invalid (127/8, 0/8, multicast, ::, ::1) while loopback_ok is
  *     false                                     permanent, 5.4.6 (routing loop); otherwise
  *     such addresses are dropped from the route
+ *   a host kept above whose address lookup failed, and no address left at all
+ *                                               temporary, 4.4.3 (before the two above)
  *
  * Usage: dns_route_resolve(res, "example.org", &params, now_ms, on_route, arg); on_route gets a
  * struct dns_route it owns (free with dns_route_free); it may be called before
@@ -32,6 +38,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dns/dns_local.h"
 #include "dns/dns_resolver.h"
 
 #define DNS_ROUTE_HOSTS_MAX 16
@@ -43,6 +50,8 @@ enum dns_route_prefer { DNS_PREFER_IPV4 = 0, DNS_PREFER_IPV6 };
 struct dns_route_params {
 	enum dns_route_prefer prefer;
 	bool loopback_ok; /* keep loopback/invalid addresses (tests, internal next hops) */
+	/* This host's own addresses (NULL: none known); must outlive the route's lookups. */
+	const struct dns_local *local;
 };
 
 struct dns_route_addr {
@@ -77,6 +86,8 @@ struct dns_route {
 	bool implicit;      /* no MX: the domain itself */
 	bool mx_from_cache;
 	uint32_t mx_ttl;
+	int self_pref;         /* the preference of our own best MX entry, or -1 */
+	unsigned self_dropped; /* hosts dropped because of it (ourselves and less preferred) */
 	unsigned nhosts;
 	struct dns_route_host hosts[DNS_ROUTE_HOSTS_MAX];
 	/* internal */

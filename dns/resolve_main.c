@@ -3,7 +3,8 @@
  * on its own small io_uring loop (the same way a shard drives it).
  *
  *   ringmx-resolve [--resolver "addr[:port] ..."] [--timeout ms] [--attempts n]
- *                  [--prefer ipv4|ipv6] [--allow-loopback] [--sequential] [--concurrency n]
+ *                  [--prefer ipv4|ipv6] [--allow-loopback] [--local-addr ADDR]...
+ *                  [--no-interfaces] [--tlsa PORT] [--sequential] [--concurrency n]
  *                  [--repeat n] [--interval-ms ms] [--cache-size n] [--file PATH]
  *                  [--summary] DOMAIN...
  *
@@ -11,12 +12,22 @@
  * domain delays only itself, and a repeated domain that comes after its first route finished is
  * served from the cache. --repeat resolves the whole list again, n rounds in all, sleeping
  * --interval-ms between rounds (a TTL that ran out meanwhile sends a new query). --file adds
- * the domains of a file, one per line ("-": standard input). Output, one route per domain in
- * completion order (not with --summary), then the counters:
+ * the domains of a file, one per line ("-": standard input).
+ *
+ * This host's own addresses (an MX host with one of them is ourselves: RFC 5321 5.1 loop
+ * detection, see dns_route.h) are its interfaces' non-loopback addresses (--no-interfaces: none)
+ * and every --local-addr. --tlsa PORT also looks up the TLSA records of _PORT._tcp.HOST for
+ * every MX host of a route that is ok (the domain itself when it has no MX) and prints them
+ * under the host; the route is printed when they are all back.
+ *
+ * Output, one route per domain in completion order (not with --summary), then the counters:
  *   route domain=D status=ok|tempfail|permfail code=C reason="..." implicit=yes|no mx_ttl=N
- *         cache=yes|no ms=N
+ *         cache=yes|no self_pref=P|- ms=N
  *   mx pref=P host=H ttl=N
  *   addr A ttl=N cache=yes|no
+ *   tlsa name=_PORT._tcp.H status=found|none|tempfail|error ttl=N cache=yes|no secure=yes|no
+ *        [reason="..."]
+ *   tlsa-rr USAGE SELECTOR MTYPE HEXDATA
  *   summary routes=N ok=N tempfail=N permfail=N error=N ms=N per_s=N maxrss_kb=N
  *   stats lookups=N queries_sent=N ...
  * Exit status: 0 when every route was printed, 1 on a setup error, 2 on bad usage.
@@ -30,8 +41,10 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "dns/dns_local.h"
 #include "dns/dns_resolver.h"
 #include "dns/dns_route.h"
+#include "dns/dns_tlsa.h"
 #include "queue/assert.h"
 
 #define UD_RESOLVER (1ull << 56)
@@ -45,6 +58,7 @@ struct app {
 	char **domains;
 	unsigned ndomains, next, pending, concurrency, rounds, round;
 	bool summary;
+	uint16_t tlsa_port; /* 0: no TLSA lookups */
 	uint64_t start_ms;
 	unsigned long long count[4]; /* by status, then errors */
 };
@@ -62,15 +76,60 @@ static const char *status_names[] = {"ok", "tempfail", "permfail"};
 
 static void start_next(struct app *a);
 
-static void
-route_print(const struct app *a, const struct dns_route *rt)
-{
-	char text[INET6_ADDRSTRLEN];
+/* The TLSA lookups of one route's hosts (--tlsa), printed with the route when all are back. */
+struct route_tlsa {
+	struct app *a;
+	struct dns_route *rt;
+	unsigned pending; /* lookups out, plus one hold while they are being started */
+	struct dns_tlsa *t[DNS_ROUTE_HOSTS_MAX];
+	int err[DNS_ROUTE_HOSTS_MAX]; /* dns_tlsa_lookup's failure, when t is NULL */
+	struct tlsa_sub {
+		struct route_tlsa *rtl;
+		unsigned host;
+	} sub[DNS_ROUTE_HOSTS_MAX];
+};
 
+static void
+tlsa_print(const struct app *a, const struct dns_route_host *h, const struct dns_tlsa *t,
+	   int err)
+{
+	char name[256];
+
+	if (t == NULL) {
+		if (dns_tlsa_name(name, sizeof name, h->name, a->tlsa_port) < 0)
+			snprintf(name, sizeof name, "%s", h->name);
+		printf("tlsa name=%s status=error reason=\"%s\"\n", name, strerror(-err));
+		return;
+	}
+	printf("tlsa name=%s status=%s ttl=%u cache=%s secure=%s", t->name,
+	       dns_tlsa_status_name(t->status), t->ttl, t->from_cache ? "yes" : "no",
+	       t->secure ? "yes" : "no");
+	if (t->status == DNS_TLSA_TEMPFAIL)
+		printf(" reason=\"%s\"", t->err == DNS_TLSA_ERR_RCODE ? "DNS server failure"
+					 : t->err == -ETIMEDOUT	     ? "DNS timeout"
+					 : t->err < -1000	     ? dns_packet_strerror(t->err)
+								     : strerror(-t->err));
+	printf("\n");
+	for (unsigned i = 0; i < t->nrr; i++) {
+		printf("tlsa-rr %u %u %u ", t->rr[i].usage, t->rr[i].selector, t->rr[i].mtype);
+		for (unsigned k = 0; k < t->rr[i].len; k++)
+			printf("%02x", t->rr[i].data[k]);
+		printf("\n");
+	}
+}
+
+/* Prints a route; rtl holds its TLSA results, or is NULL. */
+static void
+route_print(const struct app *a, const struct dns_route *rt, const struct route_tlsa *rtl)
+{
+	char text[INET6_ADDRSTRLEN], self[16] = "-";
+
+	if (rt->self_pref >= 0)
+		snprintf(self, sizeof self, "%d", rt->self_pref);
 	printf("route domain=%s status=%s code=%s reason=\"%s\" implicit=%s mx_ttl=%u cache=%s "
-	       "ms=%llu\n",
+	       "self_pref=%s ms=%llu\n",
 	       rt->domain, status_names[rt->status], rt->code[0] ? rt->code : "-", rt->reason,
-	       rt->implicit ? "yes" : "no", rt->mx_ttl, rt->mx_from_cache ? "yes" : "no",
+	       rt->implicit ? "yes" : "no", rt->mx_ttl, rt->mx_from_cache ? "yes" : "no", self,
 	       (unsigned long long)(now_ms() - a->start_ms));
 	for (unsigned i = 0; rt->status == DNS_ROUTE_OK && i < rt->nhosts; i++) {
 		const struct dns_route_host *h = &rt->hosts[i];
@@ -81,8 +140,71 @@ route_print(const struct app *a, const struct dns_route *rt)
 			printf("addr %s ttl=%u cache=%s\n", text, h->addr[k].ttl,
 			       h->addr[k].from_cache ? "yes" : "no");
 		}
+		if (rtl != NULL)
+			tlsa_print(a, h, rtl->t[i], rtl->err[i]);
 	}
 	fflush(stdout);
+}
+
+/* A route is done (and its TLSA lookups, if any): print, count, free. */
+static void
+route_done(struct app *a, struct dns_route *rt, struct route_tlsa *rtl)
+{
+	if (!a->summary)
+		route_print(a, rt, rtl);
+	a->count[rt->status]++;
+	dns_route_free(rt);
+	a->pending--; /* the loop starts the next one: no recursion through cache hits */
+}
+
+static void
+tlsa_release(struct route_tlsa *rtl)
+{
+	ASSERT(rtl->pending > 0);
+	if (--rtl->pending > 0)
+		return;
+	route_done(rtl->a, rtl->rt, rtl);
+	for (unsigned i = 0; i < DNS_ROUTE_HOSTS_MAX; i++)
+		dns_tlsa_free(rtl->t[i]);
+	free(rtl);
+}
+
+static void
+on_tlsa(void *arg, struct dns_tlsa *t)
+{
+	struct tlsa_sub *sub = arg;
+
+	ASSERT(sub->rtl->t[sub->host] == NULL);
+	sub->rtl->t[sub->host] = t;
+	tlsa_release(sub->rtl);
+}
+
+/* Starts the TLSA lookup of every host of rt; the route is printed when they are back. */
+static void
+tlsa_start(struct app *a, struct dns_route *rt)
+{
+	struct route_tlsa *rtl = calloc(1, sizeof *rtl);
+
+	if (rtl == NULL) {
+		fprintf(stderr, "ringmx-resolve: out of memory\n");
+		exit(1);
+	}
+	rtl->a = a;
+	rtl->rt = rt;
+	rtl->pending = 1; /* the hold: a lookup may answer from the cache at once */
+	for (unsigned i = 0; i < rt->nhosts; i++) {
+		int rc;
+
+		rtl->sub[i] = (struct tlsa_sub){rtl, i};
+		rtl->pending++;
+		rc = dns_tlsa_lookup(a->res, rt->hosts[i].name, a->tlsa_port, now_ms(), on_tlsa,
+				     &rtl->sub[i]);
+		if (rc < 0) {
+			rtl->err[i] = rc;
+			rtl->pending--;
+		}
+	}
+	tlsa_release(rtl);
 }
 
 static void
@@ -90,11 +212,10 @@ on_route(void *arg, struct dns_route *rt)
 {
 	struct app *a = arg;
 
-	if (!a->summary)
-		route_print(a, rt);
-	a->count[rt->status]++;
-	dns_route_free(rt);
-	a->pending--; /* the loop starts the next one: no recursion through cache hits */
+	if (a->tlsa_port != 0 && rt->status == DNS_ROUTE_OK)
+		tlsa_start(a, rt);
+	else
+		route_done(a, rt, NULL);
 }
 
 /* Starts routes while fewer than `concurrency` are in flight. A full resolver (-EAGAIN) with
@@ -125,7 +246,8 @@ static void
 usage(void)
 {
 	fprintf(stderr, "usage: ringmx-resolve [--resolver \"addr[:port] ...\"] [--timeout ms] "
-			"[--attempts n] [--prefer ipv4|ipv6] [--allow-loopback] [--sequential] "
+			"[--attempts n] [--prefer ipv4|ipv6] [--allow-loopback] "
+			"[--local-addr ADDR]... [--no-interfaces] [--tlsa PORT] [--sequential] "
 			"[--concurrency n] [--repeat n] [--interval-ms ms] [--cache-size n] "
 			"[--file PATH] [--summary] DOMAIN...\n");
 	exit(2);
@@ -235,6 +357,9 @@ main(int argc, char **argv)
 	    {"attempts", required_argument, NULL, 'a'},
 	    {"prefer", required_argument, NULL, 'p'},
 	    {"allow-loopback", no_argument, NULL, 'l'},
+	    {"local-addr", required_argument, NULL, 'L'},
+	    {"no-interfaces", no_argument, NULL, 'I'},
+	    {"tlsa", required_argument, NULL, 'T'},
 	    {"sequential", no_argument, NULL, 's'},
 	    {"concurrency", required_argument, NULL, 'c'},
 	    {"repeat", required_argument, NULL, 'n'},
@@ -251,6 +376,8 @@ main(int argc, char **argv)
 		      .neg_ttl_default_s = 300},
 	};
 	struct app a = {.concurrency = 64, .rounds = 1};
+	static struct dns_local local; /* large: not on the stack */
+	bool interfaces = true;
 	unsigned long interval_ms = 0;
 	struct io_uring ring;
 	char err[256], **domains = NULL;
@@ -269,6 +396,18 @@ main(int argc, char **argv)
 				usage();
 			break;
 		case 'l': a.rp.loopback_ok = true; break;
+		case 'L':
+			rc = dns_local_add_text(&local, optarg);
+			if (rc == -EINVAL)
+				usage();
+			if (rc < 0) {
+				fprintf(stderr, "ringmx-resolve: --local-addr %s: %s\n", optarg,
+					strerror(-rc));
+				return 1;
+			}
+			break;
+		case 'I': interfaces = false; break;
+		case 'T': a.tlsa_port = (uint16_t)number_arg(optarg, 1, 65535); break;
 		case 's': a.concurrency = 1; break;
 		case 'c': a.concurrency = (unsigned)number_arg(optarg, 1, CONCURRENCY_MAX); break;
 		case 'n': a.rounds = (unsigned)number_arg(optarg, 1, 1000); break;
@@ -289,6 +428,13 @@ main(int argc, char **argv)
 	}
 	if (ndomains == 0)
 		usage();
+	rc = interfaces ? dns_local_add_interfaces(&local) : 0;
+	if (rc < 0) {
+		fprintf(stderr, "ringmx-resolve: own interface addresses (getifaddrs): %s\n",
+			strerror(-rc));
+		return 1;
+	}
+	a.rp.local = &local;
 	/* each route holds an MX query and up to two address queries per host at a time */
 	if (p.queries_max < a.concurrency)
 		p.queries_max = a.concurrency;

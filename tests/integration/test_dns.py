@@ -183,6 +183,7 @@ def resolve(port, *args, timeout_ms=1000):
 
 def parse(out):
     """{domain: {"status":..., "code":..., "implicit":..., "cache":..., "ms":..., "mx": [...]}}
+    (each mx {"pref", "host", "addrs", and with --tlsa "tlsa": {"status", ..., "rrs"}})
     in printing order (the last route of a domain printed twice), plus "all" (every route in
     order), "summary" and "stats"."""
     routes, cur = {"order": [], "all": []}, None
@@ -197,6 +198,11 @@ def parse(out):
             cur["mx"].append({"pref": int(kv["pref"]), "host": kv["host"], "addrs": []})
         elif line.startswith("addr "):
             cur["mx"][-1]["addrs"].append(line.split()[1])
+        elif line.startswith("tlsa "):
+            cur["mx"][-1]["tlsa"] = dict(kv, rrs=[])
+        elif line.startswith("tlsa-rr "):
+            usage, selector, mtype, data = line.split()[1:]
+            cur["mx"][-1]["tlsa"]["rrs"].append((int(usage), int(selector), int(mtype), data))
         elif line.startswith("stats ") or line.startswith("summary "):
             routes[line.split()[0]] = {k: int(v) for k, v in kv.items()}
     return routes
@@ -383,3 +389,99 @@ def test_a_lookup_storm_of_2000_distinct_names_all_resolve_in_bounded_memory(nsd
     asan = "asan" in BIN
     assert s["maxrss_kb"] < (400 if asan else 64) * 1024, s
     assert elapsed < 30
+
+
+TLSA = 52
+MX1_TLSA = [(3, 1, 1, "0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20"),
+            (2, 0, 1, "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf")]
+
+
+def test_tlsa_records_of_each_mx_host_come_with_the_route(nsd):
+    rt = resolve(nsd, "--tlsa", "25", "multi.test")["multi.test"]
+    assert rt["status"] == "ok"
+    mx1, mx2, mx3 = rt["mx"]
+    assert mx1["tlsa"]["name"] == "_25._tcp.mx1.multi.test"
+    assert (mx1["tlsa"]["status"], mx1["tlsa"]["ttl"], mx1["tlsa"]["cache"]) == (
+        "found", "300", "no")
+    assert mx1["tlsa"]["rrs"] == MX1_TLSA
+    # nsd validates nothing: the AD bit is clear, so DANE must not use these
+    assert mx1["tlsa"]["secure"] == "no"
+    # no TLSA is not an error: NODATA (a TXT at the name) and NXDOMAIN, with the SOA's
+    # negative TTL (min(300, MINIMUM 60))
+    assert (mx2["tlsa"]["status"], mx2["tlsa"]["ttl"], mx2["tlsa"]["rrs"]) == ("none", "60", [])
+    assert (mx3["tlsa"]["status"], mx3["tlsa"]["ttl"], mx3["tlsa"]["rrs"]) == ("none", "60", [])
+
+
+def test_tlsa_of_a_given_host_and_another_port(nsd):
+    # a host without MX is its own implicit MX: its TLSA are looked up the same way
+    r = resolve(nsd, "--tlsa", "25", "mx1.multi.test")
+    host = r["mx1.multi.test"]["mx"][0]
+    assert host["host"] == "mx1.multi.test" and host["tlsa"]["rrs"] == MX1_TLSA
+    r = resolve(nsd, "--tlsa", "465", "mx1.multi.test")
+    tlsa = r["mx1.multi.test"]["mx"][0]["tlsa"]
+    assert (tlsa["name"], tlsa["status"]) == ("_465._tcp.mx1.multi.test", "none")
+
+
+def test_tlsa_answers_are_cached_like_other_answers(dropping_relay):
+    port, seen = dropping_relay
+    r = resolve(port, "--tlsa", "25", "--sequential", "multi.test", "multi.test")
+    first, second = r["all"]
+    assert [m["tlsa"]["cache"] for m in first["mx"]] == ["no", "no", "no"]
+    assert [m["tlsa"]["cache"] for m in second["mx"]] == ["yes", "yes", "yes"]
+    assert second["mx"][0]["tlsa"]["rrs"] == MX1_TLSA
+    assert [m["tlsa"]["status"] for m in second["mx"]] == ["found", "none", "none"]
+    for host in ("mx1", "mx2", "mx3"):
+        assert count(seen, "_25._tcp.%s.multi.test" % host, TLSA) == 1, host
+
+
+def test_a_tlsa_lookup_that_times_out_is_a_temporary_failure_of_that_host_only(
+        dropping_relay):
+    port, seen = dropping_relay
+    r = resolve(port, "--tlsa", "25", "slowdane.test", "multi.test", timeout_ms=800)
+    slow = r["slowdane.test"]
+    assert slow["status"] == "ok"  # the route itself is fine
+    tlsa = slow["mx"][0]["tlsa"]
+    assert (tlsa["status"], tlsa["reason"]) == ("tempfail", '"DNS timeout"')
+    assert r["order"] == ["multi.test", "slowdane.test"]
+    assert r["multi.test"]["mx"][0]["tlsa"]["status"] == "found"
+    assert count(seen, "_25._tcp.hang.slowdane.test", TLSA) == 1
+
+
+def test_an_mx_that_is_one_of_our_own_addresses_is_a_mail_loop(nsd):
+    rt = resolve(nsd, "self.test")["self.test"]
+    assert rt["status"] == "ok" and rt["mx"][0]["addrs"] == ["192.0.2.9"]
+    for local in ("192.0.2.9", "::ffff:192.0.2.9"):
+        rt = resolve(nsd, "--local-addr", "2001:db8::99", "--local-addr", local,
+                     "self.test")["self.test"]
+        assert (rt["status"], rt["code"], rt["self_pref"]) == ("permfail", "5.4.6", "10"), local
+        assert "loops back to myself" in rt["reason"]
+
+
+def test_we_as_the_best_mx_are_a_loop_even_with_other_mx_hosts(nsd):
+    # RFC 5321 5.1: discard every MX with a preference >= our own; nothing is left
+    rt = resolve(nsd, "--local-addr", "192.0.2.9", "selfbest.test")["selfbest.test"]
+    assert (rt["status"], rt["code"], rt["self_pref"]) == ("permfail", "5.4.6", "10")
+
+
+def test_a_local_mx_host_and_the_less_preferred_ones_are_dropped_from_the_route(nsd):
+    r = resolve(nsd, "--local-addr", "192.0.2.9", "selfbackup.test", "selfmid.test")
+    for domain in ("selfbackup.test", "selfmid.test"):
+        rt = r[domain]
+        assert (rt["status"], rt["self_pref"]) == ("ok", "20"), domain
+        assert rt["mx"] == [{"pref": 10, "host": "mx2.multi.test", "addrs": ["192.0.2.21"]}]
+    # without our address among them, all of them are in the route
+    rt = resolve(nsd, "selfmid.test")["selfmid.test"]
+    assert [m["host"] for m in rt["mx"]] == ["mx2.multi.test", "mx.self.test", "mx3.multi.test"]
+    assert rt["self_pref"] == "-"
+
+
+def test_a_declared_local_loopback_address_is_a_loop_even_with_allow_loopback(nsd):
+    rt = resolve(nsd, "--allow-loopback", "--local-addr", "127.0.0.1", "loop.test")["loop.test"]
+    assert (rt["status"], rt["code"]) == ("permfail", "5.4.6")
+    assert "loops back to myself" in rt["reason"]
+
+
+def test_a_bad_local_address_is_a_usage_error():
+    r = subprocess.run([RESOLVE, "--local-addr", "not-an-address", "x.test"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2 and "usage" in r.stderr

@@ -21,6 +21,7 @@ struct fx_pkt {
 	uint16_t qtype;
 	uint8_t rcode;
 	bool tc;
+	bool ad_bit; /* the AD bit: a validating resolver's "secure" */
 	bool qr_clear; /* build a query-looking packet */
 	const char *const *an, *const *ns, *const *ad; /* NULL-terminated lists of RRs as text */
 };
@@ -53,6 +54,7 @@ fx_answer(uint8_t *out, size_t cap, const struct fx_pkt *f)
 	ldns_pkt_set_rd(pkt, true);
 	ldns_pkt_set_ra(pkt, true);
 	ldns_pkt_set_tc(pkt, f->tc);
+	ldns_pkt_set_ad(pkt, f->ad_bit);
 	ldns_pkt_set_rcode(pkt, f->rcode);
 	cr_assert_eq(ldns_str2rdf_dname(&owner, f->qname), LDNS_STATUS_OK);
 	ldns_rr_set_owner(q, owner);

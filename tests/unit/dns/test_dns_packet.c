@@ -411,6 +411,79 @@ Test(dns_packet, tlsa_records_keep_usage_selector_type_and_data)
 	cr_assert_eq(data[31], 0x20);
 }
 
+static const struct fx_pkt tlsa_two = {
+    .id = 11,
+    .qname = "_25._tcp.mx.test.",
+    .qtype = DNS_TYPE_TLSA,
+    .ad_bit = true,
+    .an = FX_LIST("_25._tcp.mx.test. 300 IN TLSA 3 1 1 "
+		  "0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20",
+		  "_25._tcp.mx.test. 120 IN TLSA 2 0 2 "
+		  "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+		  "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"),
+};
+
+Test(dns_packet, two_tlsa_records_keep_their_own_data_and_the_smaller_ttl_and_the_ad_bit)
+{
+	uint8_t pkt[1024];
+	size_t len = fx_answer(pkt, sizeof pkt, &tlsa_two);
+	const uint8_t *data;
+
+	cr_assert_eq(parse(pkt, len, "_25._tcp.MX.test.", DNS_TYPE_TLSA, 11), 0);
+	cr_assert_eq(ans->nrr, 2);
+	cr_assert(ans->ad);
+	cr_assert_eq(ans->ttl_min, 120);
+	cr_assert_eq(ans->rr[1].u.tlsa.usage, 2);
+	cr_assert_eq(ans->rr[1].u.tlsa.selector, 0);
+	cr_assert_eq(ans->rr[1].u.tlsa.mtype, 2);
+	cr_assert_eq(ans->rr[1].u.tlsa.len, 64);
+	data = (const uint8_t *)ans->strings + ans->rr[1].target;
+	cr_assert_eq(data[0], 0xa0);
+	cr_assert_eq(data[63], 0xdf);
+	data = (const uint8_t *)ans->strings + ans->rr[0].target;
+	cr_assert_eq(data[31], 0x20);
+}
+
+Test(dns_packet, tlsa_answer_cut_at_every_byte_boundary_is_rejected_without_over_reading)
+{
+	uint8_t pkt[1024];
+	size_t len = fx_answer(pkt, sizeof pkt, &tlsa_two);
+
+	for (size_t cut = 0; cut < len; cut++) {
+		int rc = parse(pkt, cut, "_25._tcp.mx.test", DNS_TYPE_TLSA, 11);
+
+		cr_assert(rc == DNS_ERR_TRUNCATED || rc == DNS_ERR_MALFORMED, "cut %zu: %d", cut,
+			  rc);
+		cr_assert_eq(ans->nrr, 0);
+	}
+}
+
+Test(dns_packet, an_answer_without_the_ad_bit_is_not_secure)
+{
+	uint8_t pkt[1024];
+	struct fx_pkt f = tlsa_two;
+	size_t len;
+
+	f.ad_bit = false;
+	len = fx_answer(pkt, sizeof pkt, &f);
+	cr_assert_eq(parse(pkt, len, "_25._tcp.mx.test", DNS_TYPE_TLSA, 11), 0);
+	cr_assert_not(ans->ad);
+	cr_assert_eq(ans->nrr, 2);
+}
+
+Test(dns_packet, query_sets_the_ad_bit_to_ask_for_it_back)
+{
+	uint8_t buf[512];
+	ldns_pkt *p = NULL;
+	int n = dns_packet_query(buf, sizeof buf, "_25._tcp.mx.test", DNS_TYPE_TLSA, 7);
+
+	cr_assert_gt(n, 0);
+	cr_assert_eq(ldns_wire2pkt(&p, buf, (size_t)n), LDNS_STATUS_OK);
+	cr_assert(ldns_pkt_ad(p));
+	cr_assert_not(ldns_pkt_cd(p));
+	ldns_pkt_free(p);
+}
+
 Test(dns_packet, a_copy_of_an_answer_is_exactly_its_used_size_and_equal)
 {
 	uint8_t pkt[1024];
@@ -498,6 +571,7 @@ Test(dns_packet, joining_a_chase_keeps_the_first_question_and_the_last_records)
 	struct dns_answer *head = parsed(&head_f), *tail = parsed(&tail_f);
 
 	cr_assert_eq(dns_answer_chain(ans, head, tail), 0);
+	cr_assert_not(ans->ad);
 	cr_assert_str_eq(dns_answer_str(ans, ans->qname), "alias.test");
 	cr_assert_str_eq(dns_answer_str(ans, ans->canon), "real.other");
 	cr_assert_eq(ans->cname_hops, 2);
@@ -556,6 +630,29 @@ Test(dns_packet, joining_links_longer_than_the_chain_bound_is_refused)
 	tail = parsed(&tail_f);
 	cr_assert_eq(head->cname_hops + tail->cname_hops, 9);
 	cr_assert_eq(dns_answer_chain(ans, head, tail), DNS_ERR_CNAME_CHAIN);
+	dns_answer_free(head);
+	dns_answer_free(tail);
+}
+
+Test(dns_packet, a_joined_chain_is_secure_only_when_every_link_is)
+{
+	struct fx_pkt head_f = {.id = 1, .qname = "_25._tcp.mx.test.", .qtype = DNS_TYPE_TLSA,
+				.ad_bit = true,
+				.an = FX_LIST("_25._tcp.mx.test. 100 IN CNAME tlsa.other.")};
+	struct fx_pkt tail_f = {.id = 2, .qname = "tlsa.other.", .qtype = DNS_TYPE_TLSA,
+				.ad_bit = true,
+				.an = FX_LIST("tlsa.other. 300 IN TLSA 3 1 1 "
+					      "0102030405060708090a0b0c0d0e0f10"
+					      "1112131415161718191a1b1c1d1e1f20")};
+	struct dns_answer *head = parsed(&head_f), *tail = parsed(&tail_f);
+
+	cr_assert_eq(dns_answer_chain(ans, head, tail), 0);
+	cr_assert(ans->ad);
+	cr_assert_eq(ans->nrr, 1);
+	cr_assert_eq(ans->rr[0].u.tlsa.len, 32);
+	head->ad = false;
+	cr_assert_eq(dns_answer_chain(ans, head, tail), 0);
+	cr_assert_not(ans->ad, "an insecure link makes the chain insecure");
 	dns_answer_free(head);
 	dns_answer_free(tail);
 }
