@@ -55,6 +55,7 @@ struct bench_plan {
 	uint64_t warmup_ns;	     /* results before t0 + warmup are discarded */
 	uint64_t duration_ns;	     /* 0: --messages mode */
 	uint64_t timeout_ns;	     /* per reply */
+	uint64_t busy_poll_ns;	     /* poll before sleeping after a busy turn */
 	atomic_bool stop;	     /* set by a signal: start nothing new, finish what is open */
 	atomic_bool note_pipelining; /* some server did not offer what was asked */
 	atomic_bool note_chunking;

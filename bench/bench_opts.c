@@ -41,6 +41,7 @@ static const char bench_usage[] =
     "                         {n}: global message number, {r}: recipient index (1..R)\n"
     "  --helo NAME            EHLO name (default " BENCH_DEFAULT_HELO ")\n"
     "  --timeout S            seconds to wait for each reply (default 30)\n"
+    "  --busy-poll US         after a busy turn, poll this long before sleeping (default 0)\n"
     "  --json                 print the report as one JSON object\n"
     "  --starttls             not supported yet\n"
     "  -h, --help             this text\n";
@@ -64,6 +65,7 @@ enum bench_opt_id {
 	OPT_JSON,
 	OPT_STARTTLS,
 	OPT_TIMEOUT,
+	OPT_BUSY_POLL,
 	OPT_HELP,
 };
 
@@ -90,6 +92,7 @@ static const struct bench_opt_def {
     {"--json", OPT_JSON, false},
     {"--starttls", OPT_STARTTLS, false},
     {"--timeout", OPT_TIMEOUT, true},
+    {"--busy-poll", OPT_BUSY_POLL, true},
     {"--help", OPT_HELP, false},
     {"-h", OPT_HELP, false},
 };
@@ -472,6 +475,10 @@ bench_opts_apply_number(struct bench_opts *o, enum bench_opt_id id, const char *
 	case OPT_TIMEOUT:
 		return bench_opts_real_arg(name, v, false, BENCH_TIMEOUT_MAX_S, &o->timeout_s, err,
 					   errlen);
+	case OPT_BUSY_POLL:
+		rc = bench_opts_uint_arg(name, v, 0, BENCH_BUSY_POLL_MAX_US, &u, err, errlen);
+		o->busy_poll_us = (unsigned)u;
+		return rc;
 	default:
 		return bench_opts_fail(err, errlen, "%s: not a numeric option", name);
 	}

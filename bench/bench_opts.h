@@ -37,6 +37,7 @@
 #define BENCH_PATTERN_SEGS_MAX 16
 #define BENCH_HELO_MAX 255 /* RFC 1035 name length */
 #define BENCH_HOST_MAX 255
+#define BENCH_BUSY_POLL_MAX_US 100000
 #define BENCH_TIMEOUT_MAX_S 3600.0
 #define BENCH_U64_DIGITS 20 /* decimal digits of UINT64_MAX */
 
@@ -78,6 +79,7 @@ struct bench_opts {
 	uint64_t per_conn; /* messages per connection; 0 = whole run */
 	double rate;	   /* messages/s over all threads; 0 = closed loop */
 	double timeout_s;  /* per reply, default 30 */
+	unsigned busy_poll_us; /* poll before sleeping after a busy turn; 0 = never */
 	bool pipelining;
 	bool chunking;
 	bool json;

@@ -22,9 +22,11 @@ usage() {
 usage: scripts/bench-compare.sh [--quick] [options]
 
   --quick                reduced matrix: 4k, 10 and 100 connections, reuse, pipelining off/on,
-                         --duration 3 --warmup 1, no drain run (finishes in under 2 minutes)
+                         --duration 3 --warmup 0.5, half load for ringmx only, no drain run
+                         (under 2 minutes)
   --duration S           measured seconds per cell (default 5; --quick 3)
-  --warmup S             warm-up seconds per cell, run before and left out (default 1)
+  --warmup S             warm-up seconds per cell, a run of its own before the measured one
+                         (default 1; --quick 0.5)
   --systems LIST         comma list, in this order per workload (default postfix,haraka,ringmx,sink)
   --sizes LIST           message sizes (default 4k,64k; --quick 4k)
   --connections LIST     concurrent connections (default 1,10,100,1000; --quick 10,100)
@@ -88,7 +90,7 @@ while [ $# -gt 0 ]; do
 	shift "$SHIFT"
 done
 if [ "$QUICK" = 1 ]; then
-	: "${DURATION:=3}" "${WARMUP:=1}" "${SIZES:=4k}" "${CONNS:=10,100}" "${PERCONN:=0}"
+	: "${DURATION:=3}" "${WARMUP:=0.5}" "${SIZES:=4k}" "${CONNS:=10,100}" "${PERCONN:=0}"
 	: "${PIPE:=off,on}" "${DRAIN:=0}"
 	TAG=quick-
 else
@@ -164,7 +166,9 @@ else
 fi
 [ -n "$PY" ] || die "python3 is needed (for /proc sampling and the report)"
 command -v gnuplot >/dev/null || die "gnuplot is missing: run scripts/install-deps.sh --bench"
-make --no-print-directory -s all >/dev/null || die "make all failed"
+# only the programs the benchmark runs (a half-finished tool elsewhere in the tree cannot stop it)
+make --no-print-directory -s bin/ringmx bin/ringmx-bench bin/ringmx-sink bin/ringmx-spool >/dev/null ||
+	die "make failed"
 
 IS_ROOT=0
 [ "$(id -u)" = 0 ] && IS_ROOT=1
@@ -179,6 +183,8 @@ cleanup() {
 	local rc=$?
 	set +e
 	trap - EXIT INT TERM
+	local pid
+	[ -n "${BENCH_PID:-}" ] && kill -TERM "$BENCH_PID" 2>/dev/null && wait "$BENCH_PID" 2>/dev/null
 	[ -n "${SAMPLER_PID:-}" ] && kill "$SAMPLER_PID" 2>/dev/null
 	for pid in "${STARTED_PIDS[@]}"; do
 		if kill -0 "$pid" 2>/dev/null; then
@@ -321,6 +327,69 @@ def cmd_waitport(port, timeout, pid):
         time.sleep(0.05)
     sys.exit(1)
 
+def others(exclude_root):
+    """pid -> (start time, CPU ticks incl. reaped children) of every process that is not ours
+    (not in this script's tree) and not a kernel thread: what other people run meanwhile."""
+    mine = set(tree(exclude_root))
+    out = {}
+    for d in os.listdir('/proc'):
+        if not d.isdigit():
+            continue
+        pid = int(d)
+        if pid in mine or pid == 2:
+            continue
+        try:
+            with open(f'/proc/{pid}/stat', 'rb') as f:
+                s = f.read()
+        except OSError:
+            continue
+        r = s.rfind(b')')
+        f_ = s[r + 2:].split()
+        if int(f_[1]) == 2:  # a kernel thread (child of kthreadd)
+            continue
+        name = s[s.find(b'(') + 1:r].decode(errors='replace')
+        out[pid] = (int(f_[19]), int(f_[11]) + int(f_[12]) + int(f_[13]) + int(f_[14]), name)
+    return out
+
+def others_delta(a, b):
+    """CPU seconds used by other processes between snapshots a and b, and the top users."""
+    per = {}
+    for pid, (st, tot, name) in b.items():
+        prev = a.get(pid)
+        d = tot - prev[1] if prev and prev[0] == st else tot
+        if d > 0:
+            per[name] = per.get(name, 0) + d
+    top = sorted(per.items(), key=lambda kv: -kv[1])[:3]
+    return sum(per.values()) / CLK, ','.join(f'{n}:{v / CLK:.2f}s' for n, v in top) or '-'
+
+def cmd_snap(pid, cpus, me, state, phase):
+    busy, _ = cpustat(cpulist(cpus))
+    now = time.time()
+    cpu = tree_cpu(int(pid))
+    o = others(int(me))
+    if phase == 'begin':
+        with open(state, 'w') as f:
+            json.dump({str(k): v for k, v in o.items()}, f)
+        print(f'{now:.6f} {cpu:.2f} {busy:.2f} 0 -')
+    else:
+        with open(state) as f:
+            a = {int(k): tuple(v) for k, v in json.load(f).items()}
+        other, top = others_delta(a, o)
+        print(f'{now:.6f} {cpu:.2f} {busy:.2f} {other:.2f} {top}')
+
+def cmd_quiet(me, max_wait, limit=0.05, window=3.0):
+    """Wait until other processes use under 5% of a CPU over a 3 s window (at most max_wait s)."""
+    end = time.monotonic() + float(max_wait)
+    while True:
+        a = others(int(me))
+        time.sleep(window)
+        other, top = others_delta(a, others(int(me)))
+        if other / window < limit:
+            return
+        if time.monotonic() > end:
+            print(f'still busy after {max_wait} s: {top}', file=sys.stderr)
+            sys.exit(1)
+
 def cmd_reap(pids, timeout=2.0):
     """Wait for these processes (a stopped server's tree) to exit, then KILL what is left."""
     def alive(p):
@@ -340,6 +409,26 @@ def cmd_reap(pids, timeout=2.0):
             pass
     if left:
         print(f'killed {len(left)} leftover process(es)', file=sys.stderr)
+
+def cmd_fsync_probe(d, n=300):
+    """The disk's own durability cost: n x (append 4 KiB, fdatasync), latency percentiles."""
+    path = os.path.join(d, 'fsync-probe')
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    buf = b'x' * 4096
+    lat = []
+    try:
+        for _ in range(n):
+            t = time.perf_counter()
+            os.write(fd, buf)
+            os.fdatasync(fd)
+            lat.append((time.perf_counter() - t) * 1000)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    lat.sort()
+    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
+    print(f'4 KiB append + fdatasync on the spool file system ({n}x): '
+          f'p50 {q(0.5):.2f} ms, p99 {q(0.99):.2f} ms, max {lat[-1]:.2f} ms')
 
 def count_files(dirs):
     n = 0
@@ -433,6 +522,8 @@ def derive(c):
         problems.append(f"connect_errors {d['connect_errors']}")
     if b.get('interrupted'):
         problems.append('interrupted')
+    if c.get('noisy'):
+        problems.append(f"noisy: other processes used {c.get('other_cpu_s')} CPU-s ({c.get('other_top')})")
     d['check'] = 'ok' if not problems else '; '.join(problems)
     d['counted'] = counted
     d['msgs_per_s'] = counted / el if el > 0 else 0.0
@@ -511,7 +602,7 @@ def report(raw, out, tag):
             'warm_accepted', 'stored', 'check', 'eod_p50_us', 'eod_p90_us', 'eod_p99_us', 'eod_p999_us',
             'eod_max_us', 'txn_p50_us', 'txn_p99_us', 'cpu_s', 'cpu_s_per_1k', 'server_util',
             'peak_rss_kib', 'x_postfix_rate', 'x_postfix_cpu', 'x_sink_rate', 'elapsed_s', 'errored',
-            'rejected', 'connect_errors']
+            'rejected', 'connect_errors', 'other_cpu_s', 'attempts']
     def row(c):
         e, t = c['latency_eod_us'], c['latency_txn_us']
         r = dict(c)
@@ -601,8 +692,9 @@ def report(raw, out, tag):
                     vals.append(f"{c['msgs_per_s']:.1f}" if c and c['msgs_per_s'] > 0 else 'NaN')
                 f.write(f'{n} ' + ' '.join(vals) + '\n')
         png = f'{out}/{tag}throughput-vs-connections.png'
-        plots = ', '.join(f"'{dat}' using 1:{i + 2} with linespoints lw 2 pt 7 title '{SYS_NAMES[s]}'"
-                          for i, s in enumerate(order))
+        plots = ', '.join(f"'{dat}' using 1:{i + 2} with linespoints lw 2 pt 7 lc {i + 1} title '{SYS_NAMES[s]}'"
+                          for i, s in enumerate(order)
+                          if any((c := by.get(((min(sizes), n, 0, False), s))) and c['msgs_per_s'] > 0 for n in conns))
         gp = f"""set terminal pngcairo size 900,560 font 'sans,10'
 set output '{png}'
 set title 'Accepted messages/s vs concurrent connections ({size_label(min(sizes))}, connection reuse, no pipelining, fsync on)'
@@ -613,6 +705,7 @@ set logscale y
 set grid
 set key top left
 set xtics ({', '.join(str(n) for n in conns)})
+set xrange [{min(conns) / 1.5}:{max(conns) * 1.5}]
 plot {plots}
 """
         run_gnuplot(gp, raw, 'throughput.gp')
@@ -625,33 +718,39 @@ plot {plots}
         cdf_sets.append((f'closed loop, {size_label(min(sizes))} reuse no-pipelining, {n} connections',
                          [by.get(((min(sizes), n, 0, False), s)) for s in order]))
     if half:
-        cdf_sets.append(('open loop at half of each system\'s peak', [next((c for c in half if c['system'] == s), None) for s in order]))
+        cdf_sets.append(('open loop at half of each system peak rate', [next((c for c in half if c['system'] == s), None) for s in order]))
     if cdf_sets:
         dat = f'{raw}/latency-cdf.dat'
         ys = [('p50', 0.30103), ('p90', 1.0), ('p99', 2.0), ('p999', 3.0), ('max', 4.0)]
+        blocks = []  # per panel: [(system, index in the data file)]
+        idx = 0
         with open(dat, 'w') as f:
             for title, cs in cdf_sets:
+                panel = []
                 for s, c in zip(order, cs):
-                    f.write(f'# {title}: {s}\n')
                     e = (c or {}).get('latency_eod_us') or {}
+                    if not all(e.get(k) for k, _ in ys):
+                        continue
+                    f.write(f'# {title}: {s}\n')
                     for k, y in ys:
-                        v = e.get(k)
-                        f.write(f"{(v / 1000) if v else 'NaN'} {y}\n")
+                        f.write(f"{e[k] / 1000} {y}\n")
                     f.write('\n\n')
+                    panel.append((s, idx))
+                    idx += 1
+                blocks.append(panel)
         png = f'{out}/{tag}latency-cdf.png'
         gp = [f"set terminal pngcairo size {560 * len(cdf_sets)},520 font 'sans,10'",
               f"set output '{png}'",
               f"set multiplot layout 1,{len(cdf_sets)} title 'End-of-data latency (DATA dot written to 250 read), percentile points p50/p90/p99/p99.9/max'",
-              "set logscale x", "set grid", "set key bottom right",
+              "set logscale x", "set grid", "set key top left",
               "set xlabel 'latency, ms (log scale)'",
               "set ytics ('p50' 0.30103, 'p90' 1, 'p99' 2, 'p99.9' 3, 'max' 4)",
               "set yrange [0:4.3]"]
-        for i, (title, cs) in enumerate(cdf_sets):
+        for (title, _), panel in zip(cdf_sets, blocks):
             gp.append(f"set title '{title}'")
-            pl = []
-            for j, s in enumerate(order):
-                pl.append(f"'{dat}' index {i * len(order) + j} using 1:2 with linespoints lw 2 pt 7 title '{SYS_NAMES[s]}'")
-            gp.append('plot ' + ', '.join(pl))
+            pl = [f"'{dat}' index {j} using 1:2 with linespoints lw 2 pt 7 lc {order.index(s) + 1} title '{SYS_NAMES[s]}'"
+                  for s, j in panel]
+            gp.append('plot ' + ', '.join(pl) if pl else "plot NaN notitle")
         gp.append('unset multiplot')
         run_gnuplot('\n'.join(gp) + '\n', raw, 'latency-cdf.gp')
         charts.append(png)
@@ -659,7 +758,10 @@ plot {plots}
     # ---- markdown summary (pasted into bench/RESULTS.md)
     md = [f"Command: `{meta['command']}`", '',
           f"Machine: {meta['machine']}", '',
-          f"Run: {meta['started']} to {meta['finished']}, load average before: {meta['load_before']}", '',
+          f"Disk: {meta['fsync_probe']}", '',
+          f"Software: {meta['versions']}", '',
+          f"Run: {meta['started']} to {meta['finished']} ({meta['elapsed_s']} s), load average before: "
+          f"{meta['load_before']}, after: {meta['load_after']}", '',
           '| workload | system | msgs/s | p50 ms | p99 ms | CPU s / 1000 msgs | server CPU util | peak RSS MB | x Postfix (rate) | x Postfix (CPU/msg) | check |',
           '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |']
     for w in workloads:
@@ -710,6 +812,12 @@ def main():
         print(' '.join(str(p) for p in tree(int(args[0]))))
     elif cmd == 'cpu':
         print(f'{tree_cpu(int(args[0])):.2f}')
+    elif cmd == 'snap':
+        # one instant: wall clock, the server tree's CPU seconds, the server CPUs' busy seconds,
+        # and (at 'end') the CPU seconds other people's processes used since 'begin'
+        cmd_snap(*args)
+    elif cmd == 'quiet':
+        cmd_quiet(args[0], args[1])
     elif cmd == 'cpustat':
         print('%.2f %.2f' % cpustat(cpulist(args[0])))
     elif cmd == 'ncpus':
@@ -722,6 +830,8 @@ def main():
         cmd_waitport(args[0], args[1], int(args[2]) if len(args) > 2 else 0)
     elif cmd == 'reap':
         cmd_reap([int(p) for p in args])
+    elif cmd == 'fsync-probe':
+        cmd_fsync_probe(args[0])
     elif cmd == 'count':
         print(count_files(args))
     elif cmd == 'record':
@@ -977,7 +1087,7 @@ sink_wipe() { rm -f "$SK/stats.json"; }
 
 # stop a server by PID: the signal it wants, then KILL whatever of its tree is left
 stop_server() { # system pid
-	local sys=$1 pid=$2 sig=TERM tree
+	local sys=$1 pid=$2 sig=TERM tree p
 	[ "$sys" = haraka ] && sig=INT
 	tree=$(hp tree "$pid" 2>/dev/null || true)
 	kill -"$sig" "$pid" 2>/dev/null || true
@@ -1002,60 +1112,36 @@ run_bench() { # out secs args...
 	shift 2
 	local lim
 	lim=$(awk -v s="$secs" -v e="$BENCH_TIMEOUT_EXTRA" 'BEGIN { printf "%d", s + e }')
-	timeout -k 5 -s INT "$lim" bin/ringmx-bench --server "127.0.0.1:$CUR_PORT" --threads "$NCLIENT" \
-		--duration "$secs" --json "$@" >"$out" 2>"${out%.json}.err"
+	# in the background + wait, so that a signal to this script is handled at once
+	timeout -k 5 -s TERM "$lim" bin/ringmx-bench --server "127.0.0.1:$CUR_PORT" --threads "$NCLIENT" \
+		--duration "$secs" --json "$@" >"$out" 2>"${out%.json}.err" &
+	BENCH_PID=$!
+	local rc=0
+	wait "$BENCH_PID" || rc=$?
+	BENCH_PID=""
+	return "$rc"
 }
 
 CELL_NO=0
+NOISE_LIMIT=0.10 # other people's processes may use at most 10% of one CPU during a measured run
+ATTEMPTS=3
 run_cell() { # kind system size conns per_conn pipe(on|off) [rate]
-	local kind=$1 sys=$2 size=$3 conns=$4 pc=$5 pipe=$6 rate=${7:-}
 	CELL_NO=$((CELL_NO + 1))
-	local id
-	id=$(printf '%03d-%s-%s-%s-c%s-pc%s-p%s' "$CELL_NO" "$kind" "$sys" "$size" "$conns" "$pc" "$pipe")
-	local args=(--connections "$conns" --size "$size" --per-conn "$pc")
-	[ "$pipe" = on ] && args+=(--pipelining)
-	[ -n "$rate" ] && args+=(--rate "$rate")
-	local err="" stored="" cpu0="" cpu1="" b0="" b1="" t0 t1
-	CUR_PORT=${PORT[$sys]}
-	"${sys}_wipe"
-	"${sys}_start"
-	local pid=$SRV_PID
-	if ! hp waitport "$CUR_PORT" 30 "$pid"; then
-		err="server did not start"
-		loud "$sys did not start for cell $id (see the log under $TMP with --keep)"
-	else
-		if [ "$(awk -v w="$WARMUP" 'BEGIN { print (w > 0) }')" = 1 ]; then
-			run_bench "$RAW/$id.warm.json" "$WARMUP" "${args[@]}" || true
+	local id attempt
+	id=$(printf '%03d-%s-%s-%s-c%s-pc%s-p%s' "$CELL_NO" "$1" "$2" "$3" "$4" "$5" "$6")
+	for attempt in $(seq "$ATTEMPTS"); do
+		: >"$RAW/$id.rec"
+		run_cell_once "$id" "$attempt" "$@"
+		if [ "$CELL_NOISY" = 1 ] && [ "$attempt" -lt "$ATTEMPTS" ]; then
+			loud "$id: other processes used $CELL_OTHER CPU-s during the measured run ($CELL_TOP): waiting for a quiet machine and repeating the cell"
+			cat "$RAW/$id.rec" >>"$RAW/noisy.jsonl"
+			hp quiet $$ 300 || loud "the machine did not get quiet in 300 s; repeating anyway"
+			continue
 		fi
-		cpu0=$(hp cpu "$pid")
-		read -r b0 _ < <(hp cpustat "$SERVER_CPUS")
-		hp rss "$pid" "$RAW/$id.rss.json" &
-		SAMPLER_PID=$!
-		t0=$(now)
-		run_bench "$RAW/$id.json" "$DURATION" "${args[@]}" || true
-		t1=$(now)
-		cpu1=$(hp cpu "$pid")
-		read -r b1 _ < <(hp cpustat "$SERVER_CPUS")
-		kill "$SAMPLER_PID" 2>/dev/null || true
-		wait "$SAMPLER_PID" 2>/dev/null || true
-		SAMPLER_PID=""
-		[ -s "$RAW/$id.json" ] || err="generator failed: $(tail -n1 "$RAW/$id.err" 2>/dev/null)"
-	fi
-	# Postfix and Haraka have stored everything they answered 250 to; stop, then count
-	[ "$sys" = postfix ] && stored=$(postfix_count)
-	stop_server "$sys" "$pid"
-	[ "$sys" != postfix ] && stored=$("${sys}_count")
-	[ -n "$stored" ] || stored=null
-	local rec=(kind="$kind" system="$sys" size="$size" size_bytes="$(size_bytes "$size")" connections="$conns"
-		per_conn="$pc" pipelining="$([ "$pipe" = on ] && echo true || echo false)"
-		warmup_s="$WARMUP" duration_s="$DURATION" stored="$stored" server_ncpus="$NSERVER"
-		bench="@$RAW/$id.json" warm="@$RAW/$id.warm.json" rss="@$RAW/$id.rss.json" id="$id")
-	[ -n "$rate" ] && rec+=(rate="$rate")
-	[ -n "$err" ] && rec+=(error="$err")
-	if [ -n "$cpu1" ]; then
-		rec+=(cpu_s="$(fsub "$cpu1" "$cpu0")" server_busy_s="$(fsub "$b1" "$b0")" wall_s="$(fsub "$t1" "$t0")")
-	fi
-	hp record "$RAW/cells.jsonl" "${rec[@]}"
+		break
+	done
+	cat "$RAW/$id.rec" >>"$RAW/cells.jsonl"
+	rm -f "$RAW/$id.rec"
 	# one line of progress, and a loud line when the stored count does not match
 	"$PY" - "$RAW/cells.jsonl" <<'EOF'
 import json, sys
@@ -1066,15 +1152,77 @@ st = c.get('stored')
 rate = acc / b['elapsed_s'] if b.get('elapsed_s') else 0
 p99 = (b.get('latency_eod_us') or {}).get('p99')
 line = (f"{c['id']}: {rate:9.1f} msgs/s  p99 {p99 / 1000 if p99 else float('nan'):7.2f} ms  "
-        f"accepted {acc}+{wacc} (warm-up)  stored {st}")
+        f"accepted {acc}+{wacc} (warm-up)  stored {st}"
+        + (f"  (attempt {c['attempts']})" if c.get('attempts', 1) > 1 else ''))
 print(line, file=sys.stderr)
-if c.get('error') or st is None or st != acc + wacc or b.get('errored') or b.get('rejected'):
+if c.get('error') or st is None or st != acc + wacc or b.get('errored') or b.get('rejected') or c.get('noisy'):
     msg = (f"CHECK FAILED {c['id']}: stored {st}, generator accepted {acc} + {wacc} warm-up, "
-           f"errored {b.get('errored')}, rejected {b.get('rejected')}, {c.get('error', '')}")
+           f"errored {b.get('errored')}, rejected {b.get('rejected')}, connect_errors "
+           f"{b.get('connect_errors')}{', ' + c['error'] if c.get('error') else ''}"
+           f"{', noisy' if c.get('noisy') else ''}")
     print('\n!!!!!!!! ' + msg + '\n', file=sys.stderr)
     with open(sys.argv[1].rsplit('/', 1)[0] + '/warnings.txt', 'a') as f:
         f.write(msg + '\n')
 EOF
+}
+
+# One attempt at a cell; its record goes to $RAW/$id.rec. Sets CELL_NOISY, CELL_OTHER, CELL_TOP.
+run_cell_once() { # id attempt kind system size conns per_conn pipe(on|off) [rate]
+	local id=$1 attempt=$2 kind=$3 sys=$4 size=$5 conns=$6 pc=$7 pipe=$8 rate=${9:-}
+	local args=(--connections "$conns" --size "$size" --per-conn "$pc")
+	[ "$pipe" = on ] && args+=(--pipelining)
+	[ -n "$rate" ] && args+=(--rate "$rate")
+	local err="" stored="" cpu0="" cpu1="" b0="" b1="" t0="" t1="" other="" top="" pid="" try
+	CELL_NOISY=0 CELL_OTHER=0 CELL_TOP=-
+	CUR_PORT=${PORT[$sys]}
+	rm -f "$RAW/$id.json" "$RAW/$id.warm.json" "$RAW/$id.rss.json"
+	"${sys}_wipe"
+	for try in 1 2; do
+		"${sys}_start"
+		pid=$SRV_PID
+		hp waitport "$CUR_PORT" 30 "$pid" && break
+		loud "$sys did not start for cell $id (try $try); its log ends with: $(tail -n 3 "$TMP/$sys.log" | tr '\n' ' ')"
+		stop_server "$sys" "$pid"
+		pid=""
+		"${sys}_wipe"
+		sleep 2
+	done
+	if [ -z "$pid" ]; then
+		err="server did not start"
+	else
+		if [ "$(awk -v w="$WARMUP" 'BEGIN { print (w > 0) }')" = 1 ]; then
+			run_bench "$RAW/$id.warm.json" "$WARMUP" "${args[@]}" || true
+		fi
+		"$PY" "$TMP/hp.py" rss "$pid" "$RAW/$id.rss.json" &
+		SAMPLER_PID=$!
+		read -r t0 cpu0 b0 _ _ < <(hp snap "$pid" "$SERVER_CPUS" $$ "$TMP/others.json" begin)
+		run_bench "$RAW/$id.json" "$DURATION" "${args[@]}" || true
+		read -r t1 cpu1 b1 other top < <(hp snap "$pid" "$SERVER_CPUS" $$ "$TMP/others.json" end)
+		kill "$SAMPLER_PID" 2>/dev/null || true
+		wait "$SAMPLER_PID" 2>/dev/null || true
+		SAMPLER_PID=""
+		[ -s "$RAW/$id.json" ] || err="generator failed: $(tail -n1 "$RAW/$id.err" 2>/dev/null)"
+		CELL_OTHER=$other CELL_TOP=$top
+		awk -v o="$other" -v t0="$t0" -v t1="$t1" -v l="$NOISE_LIMIT" 'BEGIN { exit !(o > l * (t1 - t0)) }' &&
+			CELL_NOISY=1
+	fi
+	# Postfix and Haraka have stored everything they answered 250 to; stop, then count
+	[ "$sys" = postfix ] && stored=$(postfix_count)
+	[ -n "$pid" ] && stop_server "$sys" "$pid"
+	[ "$sys" != postfix ] && stored=$("${sys}_count")
+	[ -n "$stored" ] || stored=null
+	local rec=(kind="$kind" system="$sys" size="$size" size_bytes="$(size_bytes "$size")" connections="$conns"
+		per_conn="$pc" pipelining="$([ "$pipe" = on ] && echo true || echo false)"
+		warmup_s="$WARMUP" duration_s="$DURATION" stored="$stored" server_ncpus="$NSERVER"
+		bench="@$RAW/$id.json" warm="@$RAW/$id.warm.json" rss="@$RAW/$id.rss.json" id="$id"
+		attempts="$attempt" noisy="$([ "$CELL_NOISY" = 1 ] && echo true || echo false)")
+	[ -n "$rate" ] && rec+=(rate="$rate")
+	[ -n "$err" ] && rec+=(error="$err")
+	if [ -n "$cpu1" ]; then
+		rec+=(cpu_s="$(fsub "$cpu1" "$cpu0")" server_busy_s="$(fsub "$b1" "$b0")" wall_s="$(fsub "$t1" "$t0")"
+			other_cpu_s="$other" other_top="$top")
+	fi
+	hp record "$RAW/$id.rec" "${rec[@]}"
 	"${sys}_wipe"
 	sync
 }
@@ -1092,10 +1240,13 @@ done
 
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-MACHINE="$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'))"
+MACHINE="$NPROC CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'))"
 MACHINE+=", $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM"
+# shellcheck disable=SC1091
 MACHINE+=", kernel $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")"
 MACHINE+="; servers on CPU(s) $SERVER_CPUS, generator on CPU(s) $CLIENT_CPUS"
+FSYNC_PROBE=$(hp fsync-probe "$TMP")
+log "$FSYNC_PROBE"
 VERSIONS="postfix $(postconf -dh mail_version 2>/dev/null || echo -), Haraka $(haraka_version || echo -), node $(node --version 2>/dev/null || echo -)"
 log "systems: ${WANT[*]}  ports: $(for s in "${WANT[@]}"; do printf '%s=%s ' "$s" "${PORT[$s]}"; done)"
 log "servers on CPU $SERVER_CPUS ($NSERVER), generator on CPU $CLIENT_CPUS ($NCLIENT threads); load average $LOAD_BEFORE"
@@ -1112,11 +1263,11 @@ W=0
 for size in $(split "$SIZES"); do
 	for c in $(split "$CONNS"); do
 		for pc in $(split "$PERCONN"); do
-			for p in $(split "$PIPE"); do
+			for pipe in $(split "$PIPE"); do
 				W=$((W + 1))
-				log "workload $W/$NW: size $size, $c connections, per-conn $pc, pipelining $p"
+				log "workload $W/$NW: size $size, $c connections, per-conn $pc, pipelining $pipe"
 				for s in "${WANT[@]}"; do
-					run_cell matrix "$s" "$size" "$c" "$pc" "$p"
+					run_cell matrix "$s" "$size" "$c" "$pc" "$pipe"
 				done
 			done
 		done
@@ -1126,7 +1277,11 @@ done
 # Open loop at half of each system's peak closed-loop rate (the smallest size, reuse, no
 # pipelining), with the connection count that reached the peak: the "p99 at half load" target.
 if [ "$HALF_LOAD" = 1 ]; then
-	for s in "${WANT[@]}"; do
+	HL_SYSTEMS=("${WANT[@]}")
+	# --quick: only ringmx, whose p99 at half load is a DESIGN.md target
+	[ "$QUICK" = 1 ] && HL_SYSTEMS=(ringmx)
+	for s in "${HL_SYSTEMS[@]}"; do
+		[[ " ${WANT[*]} " == *" $s "* ]] || continue
 		read -r hl_rate hl_conns hl_size < <("$PY" - "$RAW/cells.jsonl" "$s" <<'EOF'
 import json, sys
 cells = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -1165,7 +1320,7 @@ if [ "$DRAIN" -gt 0 ]; then
 		pf=$SRV_PID
 		dr_err=""
 		if hp waitport "$CUR_PORT" 30 "$pf"; then
-			timeout -k 5 -s INT 600 bin/ringmx-bench --server "127.0.0.1:$CUR_PORT" --threads "$NCLIENT" \
+			timeout -k 5 -s TERM 600 bin/ringmx-bench --server "127.0.0.1:$CUR_PORT" --threads "$NCLIENT" \
 				--connections 50 --messages "$DRAIN" --size 4k --pipelining --json \
 				>"$RAW/drain-preload.json" 2>"$RAW/drain-preload.err" || true
 			queued=$(postfix_count)
@@ -1216,6 +1371,8 @@ import json, sys
 json.dump({
     'command': $(printf '%s' "scripts/bench-compare.sh ${ARGS_ORIG[*]}" | "$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read().strip()))'),
     'machine': $(printf '%s' "$MACHINE" | "$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()))'),
+    'fsync_probe': $(printf '%s' "$FSYNC_PROBE" | "$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()))'),
+    'elapsed_s': $SECONDS,
     'versions': $(printf '%s' "$VERSIONS" | "$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()))'),
     'systems': $(printf '%s\n' "${WANT[@]}" | "$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read().split()))'),
     'server_cpus': '$SERVER_CPUS', 'client_cpus': '$CLIENT_CPUS',
@@ -1226,3 +1383,4 @@ json.dump({
 EOF
 echo
 hp report "$RAW" "$OUT" "$TAG"
+log "finished in $SECONDS s"

@@ -8,7 +8,7 @@ set -euo pipefail
 build_pkgs=(gcc make pkg-config liburing-dev libjemalloc-dev libinih-dev libssl-dev libldns-dev)
 test_pkgs=(libcriterion-dev swaks python3 python3-pytest python3-aiosmtpd nsd ldnsutils clang
            libclang-rt-14-dev postfix)
-bench_pkgs=(postfix gnuplot-nox procps)
+bench_pkgs=(postfix gnuplot-nox procps bc)
 
 want=("${build_pkgs[@]}")
 for arg in "$@"; do
