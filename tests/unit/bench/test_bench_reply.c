@@ -12,35 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* A copy of some bytes that ends exactly where an inaccessible page starts. */
-struct guard {
-	char *base;
-	size_t map_len;
-	char *p;
-};
-
-static struct guard
-guard_place(const char *src, size_t len)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	size_t data_pages = (len + page - 1) / page + 1;
-	struct guard g;
-
-	g.map_len = (data_pages + 1) * page;
-	g.base = mmap(NULL, g.map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	cr_assert(g.base != MAP_FAILED);
-	cr_assert_eq(mprotect(g.base + data_pages * page, page, PROT_NONE), 0);
-	g.p = g.base + data_pages * page - len;
-	if (len)
-		memcpy(g.p, src, len);
-	return g;
-}
-
-static void
-guard_free(struct guard *g)
-{
-	munmap(g->base, g->map_len);
-}
+#include "tests/unit/guard.h"
 
 /* Parses src[0..len) placed against a guard page; out->p is rebased onto src. */
 static long
