@@ -2,6 +2,7 @@
  * bench_msg — ringmx-bench's generated messages and command lines; see bench_msg.h.
  */
 #include "bench/bench_msg.h"
+#include "bench/bench_opts.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,21 +159,6 @@ cmd_put(char *out, const char *s, size_t len)
 
 #define PUT(out, lit) cmd_put((out), (lit), sizeof(lit) - 1)
 
-static size_t
-cmd_put_u64(char *out, uint64_t v)
-{
-	char tmp[BENCH_U64_DIGITS];
-	size_t n = 0;
-
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	for (size_t i = 0; i < n; i++)
-		out[i] = tmp[n - 1 - i];
-	return n;
-}
-
 size_t
 bench_msg_put_ehlo(char *out, const char *name)
 {
@@ -201,7 +187,7 @@ bench_msg_put_mail(char *out, const struct bench_pattern *from, uint64_t seq, ui
 	if (size_bytes) {
 		/* RFC 1870: declaring the size lets the server refuse early, as real clients do. */
 		n += PUT(out + n, " SIZE=");
-		n += cmd_put_u64(out + n, size_bytes);
+		n += bench_opts_u64_to_dec(size_bytes, out + n);
 	}
 	return n + PUT(out + n, "\r\n");
 }
@@ -220,6 +206,6 @@ bench_msg_put_bdat(char *out, uint64_t size_bytes)
 {
 	size_t n = PUT(out, "BDAT ");
 
-	n += cmd_put_u64(out + n, size_bytes);
+	n += bench_opts_u64_to_dec(size_bytes, out + n);
 	return n + PUT(out + n, " LAST\r\n");
 }

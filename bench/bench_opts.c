@@ -341,8 +341,7 @@ bench_opts_pattern_compile(const char *s, bool allow_rcpt, struct bench_pattern 
 	return 0;
 }
 
-/* Decimal digits of v, written forwards; returns their count. */
-static size_t
+size_t
 bench_opts_u64_to_dec(uint64_t v, char *out)
 {
 	char tmp[BENCH_U64_DIGITS];

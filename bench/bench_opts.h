@@ -41,6 +41,10 @@
 #define BENCH_TIMEOUT_MAX_S 3600.0
 #define BENCH_U64_DIGITS 20 /* decimal digits of UINT64_MAX */
 
+/* Writes the decimal digits of v (no NUL) to out, which has room for BENCH_U64_DIGITS;
+ * returns their count. Allocation-free, for the per-message command writers. */
+size_t bench_opts_u64_to_dec(uint64_t v, char *out);
+
 #define BENCH_OPTS_HELP 1
 
 struct bench_size {
