@@ -38,9 +38,10 @@ $(BUILD)/%.a:
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-# Link order: server uses queue and dns; bench uses server's loop.
-LINK_LIBS := $(BUILD)/libbench.a $(BUILD)/libserver.a $(if $(dns_SRC),$(BUILD)/libdns.a) \
-	     $(BUILD)/libqueue.a
+# The libraries use each other (server runs queue's delivery, queue logs through server's log
+# and routes through dns), so they are linked as one group.
+LINK_LIBS := -Wl,--start-group $(BUILD)/libbench.a $(BUILD)/libserver.a \
+	     $(if $(dns_SRC),$(BUILD)/libdns.a) $(BUILD)/libqueue.a -Wl,--end-group
 $(BIN)/ringmx:       $(BUILD)/server/main.o $(LIBS)
 $(BIN)/ringmx-spool: $(BUILD)/queue/spool_main.o $(LIBS)
 $(BIN)/ringmx-bench: $(BUILD)/bench/bench_main.o $(LIBS)

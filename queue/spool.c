@@ -246,7 +246,9 @@ spool_settle(struct spool *sp, struct spool_batch *b, spool_done_fn done, void *
 	sp->in_flight--;
 	for (unsigned i = 0; i < b->recs.n; i++) {
 		struct spool_rec *r = &b->recs.v[i];
-		done(arg, r->owner, r->off, status);
+		struct spool_done d = {.owner = r->owner, .seq = sp->seq, .off = r->off,
+				       .rec = &r->buf, .len = r->len, .status = status};
+		done(arg, &d);
 		free(r->buf);
 		r->buf = NULL;
 	}
@@ -357,6 +359,32 @@ spool_complete(struct spool *sp, struct io_uring *ring, uint64_t ud_base,
 		return;
 	}
 	spool_settle(sp, b, done, arg);
+}
+
+uint32_t
+spool_current_seq(const struct spool *sp)
+{
+	return sp->fd >= 0 ? sp->seq : 0;
+}
+
+int
+spool_dirfd(const struct spool *sp)
+{
+	return sp->dirfd;
+}
+
+int
+spool_segment_remove(int dirfd, uint32_t seq)
+{
+	char name[64];
+	int rc = 0;
+	snprintf(name, sizeof name, SPOOL_SEGMENT_FMT, seq);
+	if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
+		rc = -errno;
+	snprintf(name, sizeof name, SPOOL_DONE_FMT, seq);
+	if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT && rc == 0)
+		rc = -errno;
+	return rc;
 }
 
 void

@@ -41,7 +41,17 @@ struct spool_params {
 #define SPOOL_UD_WRITE 1u
 #define SPOOL_UD_SYNC 2u
 
-typedef void (*spool_done_fn)(void *arg, uint64_t owner, uint64_t rec_off, int status);
+/* What a settled record reports. The callback may keep the record's bytes: it sets *d->rec to
+ * NULL and frees them itself later (delivery keeps committed messages in memory). */
+struct spool_done {
+	uint64_t owner;
+	uint32_t seq;     /* the segment the record went to (meaningless when status != 0) */
+	uint64_t off;     /* where it starts in that segment */
+	char **rec;       /* the record, still owned by the spool unless the callback takes it */
+	size_t len;
+	int status;       /* 0, or -errno: not stored */
+};
+typedef void (*spool_done_fn)(void *arg, const struct spool_done *d);
 
 /*
  * Locks the spool directory for this process (an flock on DIR/ringmx.lock holding our pid),
@@ -65,6 +75,17 @@ bool spool_flush(struct spool *sp, struct io_uring *ring, uint64_t ud_base, spoo
 /* Handles a completion of ours; calls done once per record once its batch is settled. */
 void spool_complete(struct spool *sp, struct io_uring *ring, uint64_t ud_base,
 		    const struct io_uring_cqe *cqe, spool_done_fn done, void *arg);
+
+/* The segment records go to now (0 before the first batch). A segment whose number is lower
+ * is closed: nothing more is ever written to it. */
+uint32_t spool_current_seq(const struct spool *sp);
+
+/* Removes segment seq and its completion log (seg-N.rmx, seg-N.done) from dir. Returns 0 or
+ * -errno (-ENOENT is not an error). */
+int spool_segment_remove(int dirfd, uint32_t seq);
+
+/* The open directory fd of the spool (for spool_segment_remove). */
+int spool_dirfd(const struct spool *sp);
 
 /* True while records are queued or a batch is in flight (graceful stop waits for this). */
 bool spool_busy(const struct spool *sp);

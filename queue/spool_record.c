@@ -279,7 +279,10 @@ spool_record_decode(const char *buf, size_t len, struct spool_record_view *out)
 		return 0;
 	if (crc32c(0, p + OFF_TOTAL_LEN, total - OFF_TOTAL_LEN) != get_le32(p + OFF_CRC))
 		return -EBADMSG;
-	return spool_record_parse_envelope(p, total, out);
+	r = spool_record_parse_envelope(p, total, out);
+	if (r > 0)
+		out->base = buf;
+	return r;
 }
 
 bool

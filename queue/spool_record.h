@@ -68,6 +68,7 @@ struct spool_envelope {
 
 /* What the reader gets back: slices into the decoded buffer. */
 struct spool_record_view {
+	const char *base; /* the record's first byte */
 	uint64_t qid;
 	uint64_t arrival_ms;
 	uint32_t flags;

@@ -17,6 +17,8 @@
 #include "queue/spool_record.h"
 
 #define SPOOL_SEGMENT_FMT "seg-%010u.rmx"
+/* A segment's completion log (queue/journal.h): the recipients done, written by delivery. */
+#define SPOOL_DONE_FMT "seg-%010u.done"
 
 struct spool_scan_stats {
 	uint64_t segments;

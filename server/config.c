@@ -22,10 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "dns/dns_cache.h"
 #include "dns/dns_resolver.h"
+#include "queue/assert.h"
 #include "queue/spool_record.h"
 
 /* Limits of the file itself. A line is bounded so that inih reads it whole, in one buffer. */
@@ -53,6 +55,18 @@
 #define CONFIG_DNS_TIMEOUT_MAX_MS 60000
 #define CONFIG_DNS_ATTEMPTS_MAX 10
 #define CONFIG_DNS_TTL_MAX 604800 /* s: one week */
+#define CONFIG_DAY 86400u
+#define CONFIG_DELIVER_TIMEOUT_MAX 3600 /* s */
+#define CONFIG_DELIVER_CONNECTIONS_MAX 10000
+#define CONFIG_MESSAGES_PER_CONNECTION_MAX 1000000
+#define CONFIG_DELIVER_RECIPIENTS_MAX 100000
+#define CONFIG_RATE_MAX_PER_HOUR 3600000000u /* a million a second */
+#define CONFIG_RETRY_STEP_MAX (30 * CONFIG_DAY)
+#define CONFIG_LIFETIME_MAX ((uint64_t)365 * CONFIG_DAY)
+#define CONFIG_TRANSPORTS_MAX 10000 /* lookups scan them: a bound, not a database */
+#define CONFIG_POLICIES_MAX 10000
+#define CONFIG_UNIX_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+#define CONFIG_SECTION_MAX (CONFIG_DOMAIN_MAX + 16) /* "domain *.NAME" */
 
 /* A message that fills a spool record must still fit in one, envelope and Received: included. */
 _Static_assert(CONFIG_MESSAGE_SIZE_MAX <= SPOOL_RECORD_MAX / 2, "message size vs spool record");
@@ -60,10 +74,19 @@ _Static_assert(SPOOL_RCPT_MAX >= 1000, "the max_recipients default is within the
 _Static_assert(CONFIG_HOSTNAME_MAX >= CONFIG_DOMAIN_MAX, "hostname buffer");
 _Static_assert(CONFIG_ADDRESS_MAX <= CONFIG_STRSET_STR_MAX, "strset string bound");
 _Static_assert(CONFIG_DNS_RESOLVERS_MAX == DNS_RESOLVER_SERVERS_MAX, "resolver list bound");
+_Static_assert(CONFIG_DELIVER_RECIPIENTS_MAX <= SPOOL_RCPT_MAX, "outbound recipients bound");
+_Static_assert(CONFIG_RATE_MAX_PER_HOUR <= UINT32_MAX, "rate_per_hour is 32 bits");
+_Static_assert(CONFIG_RETRY_STEP_MAX <= UINT32_MAX, "retry steps are 32 bits");
+_Static_assert(CONFIG_DOMAIN_MAX + 3 <= sizeof(((struct config_transport *)0)->pattern),
+	       "\"*.\" + a domain fits a pattern");
+_Static_assert(CONFIG_UNIX_PATH_MAX < sizeof(((struct config_hop *)0)->host), "unix path");
+_Static_assert(CONFIG_UNIX_PATH_MAX < sizeof(((struct config *)0)->control_socket), "ctl path");
 
 #define DEFAULT_LISTEN "127.0.0.1:2525"
 #define DEFAULT_RELAY_NETWORKS "127.0.0.0/8 ::1/128"
 #define DEFAULT_SPOOL_DIR "/var/spool/ringmx"
+#define DEFAULT_MAILDIR_ROOT "./var/mail"
+#define CONTROL_SOCKET_NAME "ringmx.ctl"
 #define EMBEDDED_NAME "(embedded default)"
 #define LIST_SEPARATORS " \t,"
 
@@ -86,7 +109,12 @@ const char config_default_text[] =
     "\n"
     "[accept]\n"
     "domains = localhost\n"
-    "relay_networks = 127.0.0.0/8 ::1/128\n";
+    "relay_networks = 127.0.0.0/8 ::1/128\n"
+    "\n"
+    "[deliver]\n"
+    "# mail for localhost goes to Maildirs under ./var/mail (./var/mail/alice/ for\n"
+    "# alice@localhost), mail for other domains to their MX hosts\n"
+    "maildir_root = ./var/mail\n";
 
 /* ---- Case-insensitive string set ---------------------------------------------------------- */
 
@@ -294,7 +322,35 @@ enum key_id {
 	K_DNS_MIN_TTL,
 	K_DNS_MAX_TTL,
 	K_DNS_CACHE_SIZE,
+	K_CONTROL_SOCKET,
+	K_DELIVER_ENABLED,
+	K_DELIVER_LOCAL,
+	K_MAILDIR_ROOT,
+	K_RELAYHOST,
+	K_HELO_NAME,
+	K_CONNECT_TIMEOUT,
+	K_SMTP_TIMEOUT,
+	K_IDLE_TIMEOUT,
+	K_LOOPBACK_MX,
+	K_DELIVER_MAX_CONNECTIONS, /* the five policy keys, in the order of enum policy_key_id */
+	K_DELIVER_MAX_MESSAGES,
+	K_DELIVER_MAX_RECIPIENTS,
+	K_DELIVER_RATE,
+	K_DELIVER_TLS,
+	K_RETRY,
+	K_MAX_LIFETIME,
+	K_WARN_AFTER,
+	K_HOLD,
 	K_COUNT
+};
+
+/* The keys of a [domain NAME] section: the same as [deliver]'s policy keys. */
+enum policy_key_id { P_MAX_CONNECTIONS, P_MAX_MESSAGES, P_MAX_RECIPIENTS, P_RATE, P_TLS, P_COUNT };
+
+/* Load state of one [domain NAME] section (cfg->policies[i]). */
+struct policy_state {
+	int line;	       /* of its "[domain NAME]" line */
+	int key_line[P_COUNT]; /* 0 while unset: inherited from [deliver] after the parse */
 };
 
 struct load {
@@ -304,6 +360,14 @@ struct load {
 	size_t left;
 	int lineno;	       /* reader: the line inih is working on */
 	int key_line[K_COUNT]; /* the line each key was set on; 0 while unset */
+	/* [domain NAME]: the section being read (-1: another one), its name for messages, and a
+	 * state per cfg->policies entry. [transport]: the line of each cfg->transports entry. */
+	int cur_policy;
+	char section[CONFIG_SECTION_MAX];
+	struct policy_state *policy_state;
+	unsigned policy_cap;
+	int *transport_line;
+	unsigned transport_cap;
 	bool failed;
 	char msg[CONFIG_MSG_MAX]; /* the first error, whole: "FILE:LINE: what" */
 };
@@ -392,6 +456,14 @@ load_fail_in(struct load *ld, const char *file, int line, const char *fmt, ...)
 
 #define load_fail(ld, line, ...) load_fail_in((ld), (ld)->name, (line), __VA_ARGS__)
 
+/* A key of a [domain NAME] section (policy_keys[]): its offset is into that section's
+ * struct config_domain_policy, and it is only ever parsed on the line being read. */
+static bool
+key_is_per_domain(const struct key *k)
+{
+	return strcmp(k->section, "domain") == 0;
+}
+
 /* Records an error about key k's value, at the line it was set on: "[sec] key: what". */
 static int __attribute__((format(printf, 3, 4)))
 key_fail(struct load *ld, const struct key *k, const char *fmt, ...)
@@ -402,12 +474,18 @@ key_fail(struct load *ld, const struct key *k, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
+	if (key_is_per_domain(k))
+		return load_fail(ld, ld->lineno, "[%s] %s: %s", ld->section, k->name, what);
 	return load_fail(ld, ld->key_line[k - keys], "[%s] %s: %s", k->section, k->name, what);
 }
 
 static void *
 key_field(struct load *ld, const struct key *k)
 {
+	if (key_is_per_domain(k)) {
+		ASSERT(ld->cur_policy >= 0 && (unsigned)ld->cur_policy < ld->cfg->npolicies);
+		return (char *)&ld->cfg->policies[ld->cur_policy] + k->offset;
+	}
 	return (char *)ld->cfg + k->offset;
 }
 
@@ -423,6 +501,12 @@ static const struct suffixes time_suffixes = {
     "duration in seconds (like 300, 300s, 5m, 1h)",
     "smh",
     {1, 60, 3600},
+};
+/* [queue]: delivery spans days. */
+static const struct suffixes day_suffixes = {
+    "duration (like 90s, 30m, 4h, 5d)",
+    "smhd",
+    {1, 60, 3600, CONFIG_DAY},
 };
 
 /*
@@ -462,12 +546,22 @@ parse_number(const char *s, const struct suffixes *sfx, uint64_t *out)
 	return 0;
 }
 
-/* Writes v for a message, with the largest binary suffix that divides it for sizes. */
+/* Writes v for a message, with the largest suffix that divides it for sizes and for
+ * durations in days. */
 static const char *
 number_text(char *buf, size_t len, uint64_t v, const struct suffixes *sfx)
 {
 	static const char sizes[] = "GMK";
 
+	if (sfx == &day_suffixes && v != 0) {
+		for (int i = 3; i >= 0; i--) {
+			if (v % sfx->mult[i] == 0) {
+				snprintf(buf, len, "%llu%c", (unsigned long long)(v / sfx->mult[i]),
+					 sfx->chars[i]);
+				return buf;
+			}
+		}
+	}
 	if (sfx == &size_suffixes && v != 0) {
 		for (int i = 0; i < 3; i++) {
 			uint64_t m = (uint64_t)1 << (30 - 10 * i);
@@ -604,6 +698,7 @@ is_domain_name(const char *s, size_t len)
 	return label > 0;
 }
 
+/* [server] hostname and [deliver] helo_name: into a char[CONFIG_HOSTNAME_MAX + 1]. */
 static int
 key_hostname(struct load *ld, const struct key *k, const char *value)
 {
@@ -613,7 +708,7 @@ key_hostname(struct load *ld, const struct key *k, const char *value)
 				"got %s",
 				CONFIG_DOMAIN_MAX, Q(value));
 	}
-	strcpy(ld->cfg->hostname, value);
+	strcpy(key_field(ld, k), value);
 	return 0;
 }
 
@@ -956,12 +1051,389 @@ key_dns_prefer(struct load *ld, const struct key *k, const char *value)
 	return 0;
 }
 
+/* ---- Next hops ---------------------------------------------------------------------------- */
+
+/* A host name as the delivery engine may look it up: a domain name whose last label is not all
+ * digits (RFC 3696 2), so that "256.0.0.1" is a bad address, not a name. */
+static bool
+is_host_name(const char *s, size_t len)
+{
+	bool digits = true;
+
+	if (!is_domain_name(s, len))
+		return false;
+	for (size_t i = len; i > 0 && s[i - 1] != '.'; i--)
+		digits = digits && s[i - 1] >= '0' && s[i - 1] <= '9';
+	return !digits;
+}
+
+static void
+ascii_lower_string(char *s)
+{
+	for (; *s; s++)
+		*s = (char)ascii_lower((unsigned char)*s);
+}
+
+/* Sets *why to what is wrong with a hop. Returns -EINVAL. */
+static int
+hop_fail(const char **why, const char *what)
+{
+	*why = what;
+	return -EINVAL;
+}
+
+/*
+ * Reads "host", "host:port", "[host]" or "[host]:port" into h: the host lower-cased (a name) or
+ * as written (an address literal), the port (default_port when none; 0: a port is required),
+ * and no_mx (brackets, or an address). An IPv6 address needs brackets. Returns 0 or -EINVAL
+ * with *why set.
+ */
+static int
+hop_parse_inet(const char *s, unsigned default_port, struct config_hop *h, const char **why)
+{
+	const char *host = s, *port = NULL;
+	bool brackets = s[0] == '[';
+	struct in6_addr addr;
+	uint16_t p;
+	size_t hlen;
+
+	if (brackets) {
+		const char *close = strchr(s, ']');
+
+		if (!close)
+			return hop_fail(why, "'[' without ']'");
+		host = s + 1;
+		hlen = (size_t)(close - host);
+		if (close[1] == ':')
+			port = close + 2;
+		else if (close[1] != '\0')
+			return hop_fail(why, "expected :PORT or nothing after ']'");
+	} else {
+		const char *colon = strchr(s, ':');
+
+		if (colon && strchr(colon + 1, ':'))
+			return hop_fail(why,
+					"an IPv6 address needs brackets, like [2001:db8::25]:25");
+		hlen = colon ? (size_t)(colon - s) : strlen(s);
+		port = colon ? colon + 1 : NULL;
+	}
+	if (hlen == 0)
+		return hop_fail(why, "no host");
+	if (hlen > CONFIG_DOMAIN_MAX)
+		return hop_fail(why, "the host is longer than 253 characters");
+	memcpy(h->host, host, hlen);
+	h->host[hlen] = '\0';
+	if (port && parse_port(port, &p) < 0)
+		return hop_fail(why, "the port is not 1 to 65535");
+	if (!port && default_port == 0)
+		return hop_fail(why, "no port (LMTP has no default port: lmtp:HOST:PORT)");
+	h->port = port ? p : default_port;
+	if (inet_pton(AF_INET, h->host, &addr) == 1 ||
+	    (brackets && inet_pton(AF_INET6, h->host, &addr) == 1)) {
+		h->no_mx = true; /* an address has no MX records: it is the hop */
+		return 0;
+	}
+	if (!is_host_name(h->host, hlen))
+		return hop_fail(why, "the host is not a host name or an IP address");
+	ascii_lower_string(h->host);
+	h->no_mx = brackets;
+	return 0;
+}
+
+/* config_hop_parse, saying what is wrong. */
+static int
+hop_parse(const char *text, struct config_hop *out, const char **why)
+{
+	int rc = 0;
+
+	memset(out, 0, sizeof *out);
+	if (strcasecmp(text, "maildir") == 0) {
+		out->kind = CONFIG_HOP_MAILDIR;
+	} else if (strcasecmp(text, "discard") == 0) {
+		out->kind = CONFIG_HOP_DISCARD;
+	} else if (strncasecmp(text, "smtp:", 5) == 0) {
+		out->kind = CONFIG_HOP_SMTP;
+		rc = hop_parse_inet(text + 5, 25, out, why);
+	} else if (strncasecmp(text, "lmtp:unix:", 10) == 0) {
+		size_t len = strlen(text + 10);
+
+		out->kind = CONFIG_HOP_LMTP;
+		out->unix_socket = true;
+		if (len == 0)
+			rc = hop_fail(why, "no socket path after lmtp:unix:");
+		else if (len > CONFIG_UNIX_PATH_MAX)
+			rc = hop_fail(why, "the socket path is longer than 107 bytes");
+		else
+			memcpy(out->host, text + 10, len + 1);
+	} else if (strncasecmp(text, "lmtp:", 5) == 0) {
+		out->kind = CONFIG_HOP_LMTP;
+		rc = hop_parse_inet(text + 5, 0, out, why);
+		out->no_mx = true; /* LMTP goes to the host named, never by MX */
+	} else {
+		rc = hop_fail(why, "expected smtp:HOST[:PORT], lmtp:HOST:PORT, lmtp:unix:PATH, "
+				   "maildir or discard");
+	}
+	if (rc < 0)
+		memset(out, 0, sizeof *out);
+	return rc;
+}
+
+int
+config_hop_parse(const char *text, struct config_hop *out)
+{
+	const char *why;
+
+	return hop_parse(text, out, &why);
+}
+
+void
+config_hop_text(const struct config_hop *h, char *buf, size_t len)
+{
+	bool v6 = strchr(h->host, ':') != NULL;
+
+	switch (h->kind) {
+	case CONFIG_HOP_MX:
+		snprintf(buf, len, "mx");
+		break;
+	case CONFIG_HOP_SMTP:
+		snprintf(buf, len, h->no_mx || v6 ? "smtp:[%s]:%u" : "smtp:%s:%u", h->host,
+			 h->port);
+		break;
+	case CONFIG_HOP_LMTP:
+		if (h->unix_socket)
+			snprintf(buf, len, "lmtp:unix:%s", h->host);
+		else
+			snprintf(buf, len, v6 ? "lmtp:[%s]:%u" : "lmtp:%s:%u", h->host, h->port);
+		break;
+	case CONFIG_HOP_MAILDIR:
+		snprintf(buf, len, "maildir");
+		break;
+	case CONFIG_HOP_DISCARD:
+		snprintf(buf, len, "discard");
+		break;
+	default:
+		ASSERT(!"unknown hop kind");
+	}
+}
+
+/* Reads a [transport] key or a [domain NAME] name: "example.org" or "*.example.org", one
+ * trailing dot ignored, into out lower-cased. Returns 0 or -EINVAL. */
+static int
+pattern_parse(const char *s, size_t len, char out[static CONFIG_DOMAIN_MAX + 3])
+{
+	size_t skip = len > 2 && s[0] == '*' && s[1] == '.' ? 2 : 0;
+
+	if (len > skip + 1 && s[len - 1] == '.')
+		len--;
+	if (!is_domain_name(s + skip, len - skip))
+		return -EINVAL;
+	memcpy(out, s, len);
+	out[len] = '\0';
+	ascii_lower_string(out);
+	return 0;
+}
+
+/* How well domain (dlen bytes, any case) matches pattern: SIZE_MAX for the same name, the
+ * length of the suffix for "*.suffix" when domain is a subdomain of it, 0 for no match. */
+static size_t
+pattern_match(const char *pattern, const char *domain, size_t dlen)
+{
+	size_t slen;
+
+	if (pattern[0] != '*')
+		return strlen(pattern) == dlen && strncasecmp(pattern, domain, dlen) == 0 ? SIZE_MAX
+											  : 0;
+	slen = strlen(pattern + 1); /* ".suffix": the dot makes it a label boundary */
+	if (dlen > slen && strncasecmp(domain + dlen - slen, pattern + 1, slen) == 0)
+		return slen;
+	return 0;
+}
+
+static size_t
+domain_query_len(const char *domain)
+{
+	size_t len = strlen(domain);
+
+	return len > 0 && domain[len - 1] == '.' ? len - 1 : len;
+}
+
+const struct config_transport *
+config_transport_find(const struct config *cfg, const char *domain)
+{
+	const struct config_transport *best = NULL;
+	size_t dlen = domain_query_len(domain), best_score = 0;
+
+	for (unsigned i = 0; i < cfg->ntransports; i++) {
+		size_t score = pattern_match(cfg->transports[i].pattern, domain, dlen);
+
+		if (score > best_score) {
+			best = &cfg->transports[i];
+			best_score = score;
+		}
+	}
+	return best;
+}
+
+const struct config_domain_policy *
+config_policy_find(const struct config *cfg, const char *domain)
+{
+	const struct config_domain_policy *best = &cfg->policy_default;
+	size_t dlen = domain_query_len(domain), best_score = 0;
+
+	for (unsigned i = 0; i < cfg->npolicies; i++) {
+		size_t score = pattern_match(cfg->policies[i].pattern, domain, dlen);
+
+		if (score > best_score) {
+			best = &cfg->policies[i];
+			best_score = score;
+		}
+	}
+	return best;
+}
+
+uint32_t
+config_retry_delay(const struct config *cfg, unsigned attempts)
+{
+	ASSERT(attempts >= 1);
+	ASSERT(cfg->nretry >= 1 && cfg->nretry <= CONFIG_RETRY_MAX);
+	return cfg->retry[(attempts < cfg->nretry ? attempts : cfg->nretry) - 1];
+}
+
+/* ---- [server] control_socket, [deliver], [queue] ------------------------------------------ */
+
+/* Empty means <[spool] dir>/ringmx.ctl, filled in once the parse is over. */
+static int
+key_control_socket(struct load *ld, const struct key *k, const char *value)
+{
+	size_t len = strlen(value);
+
+	if (len > CONFIG_UNIX_PATH_MAX)
+		return key_fail(ld, k, "path is longer than %zu bytes (a unix socket's limit)",
+				CONFIG_UNIX_PATH_MAX);
+	memcpy(ld->cfg->control_socket, value, len + 1);
+	return 0;
+}
+
+static int
+key_local(struct load *ld, const struct key *k, const char *value)
+{
+	struct config *cfg = ld->cfg;
+	struct config_hop hop;
+	const char *why;
+
+	if (!word_is(value, "maildir") && !word_is(value, "discard") &&
+	    strncasecmp(value, "lmtp:", 5) != 0)
+		return key_fail(
+		    ld, k, "expected maildir, discard, lmtp:unix:PATH or lmtp:HOST:PORT, got %s",
+		    Q(value));
+	if (hop_parse(value, &hop, &why) < 0)
+		return key_fail(ld, k, "%s: %s", Q(value), why);
+	cfg->local_hop = hop;
+	cfg->local_kind = hop.kind == CONFIG_HOP_MAILDIR   ? CONFIG_LOCAL_MAILDIR
+			  : hop.kind == CONFIG_HOP_DISCARD ? CONFIG_LOCAL_DISCARD
+							   : CONFIG_LOCAL_LMTP;
+	return 0;
+}
+
+/* HOST[:PORT] or [HOST][:PORT], "smtp:" in front or not. */
+static int
+key_relayhost(struct load *ld, const struct key *k, const char *value)
+{
+	struct config *cfg = ld->cfg;
+	const char *text = strncasecmp(value, "smtp:", 5) == 0 ? value + 5 : value;
+	const char *why;
+
+	memset(&cfg->relayhost, 0, sizeof cfg->relayhost);
+	cfg->relayhost.kind = CONFIG_HOP_SMTP;
+	if (hop_parse_inet(text, 25, &cfg->relayhost, &why) < 0)
+		return key_fail(ld, k, "%s is not HOST[:PORT] or [HOST][:PORT]: %s", Q(value), why);
+	return 0;
+}
+
+/* "0" (no limit), or N/s, N/m, N/h: stored as messages per hour. */
+static int
+key_rate(struct load *ld, const struct key *k, const char *value)
+{
+	static const char units[] = "smh";
+	static const uint64_t per_hour[] = {3600, 60, 1};
+	uint32_t *field = key_field(ld, k);
+	const char *slash = strchr(value, '/');
+	char digits[32];
+	uint64_t n;
+	int rc = 0;
+
+	if (strcmp(value, "0") == 0) {
+		*field = 0;
+		return 0;
+	}
+	if (!slash || slash[1] == '\0' || slash[2] != '\0' || !strchr(units, slash[1]) ||
+	    !item_copy(digits, sizeof digits, value, (size_t)(slash - value)) ||
+	    (rc = parse_number(digits, &no_suffixes, &n)) == -EINVAL)
+		return key_fail(ld, k,
+				"expected 0 (no limit) or messages per time, like 50/s, 600/m or "
+				"1000/h, got %s",
+				Q(value));
+	uint64_t mult = per_hour[strchr(units, slash[1]) - units];
+
+	if (rc == -ERANGE || n == 0 || n > CONFIG_RATE_MAX_PER_HOUR / mult)
+		return key_fail(ld, k, "%s is out of range, expected 1/h to 1000000/s (or 0)",
+				Q(value));
+	*field = (uint32_t)(n * mult);
+	return 0;
+}
+
+static int
+key_tls(struct load *ld, const struct key *k, const char *value)
+{
+	enum config_tls_policy *field = key_field(ld, k);
+
+	if (word_is(value, "optional"))
+		*field = CONFIG_TLS_OPTIONAL;
+	else if (word_is(value, "required"))
+		*field = CONFIG_TLS_REQUIRED;
+	else
+		return key_fail(ld, k, "expected optional or required, got %s", Q(value));
+	return 0;
+}
+
+static int
+key_retry(struct load *ld, const struct key *k, const char *value)
+{
+	struct config *cfg = ld->cfg;
+	const char *p = value, *item;
+	char lo[32], hi[32];
+	size_t len;
+
+	cfg->nretry = 0;
+	while (list_next(&p, &item, &len)) {
+		char text[32];
+		uint64_t v;
+		int rc = -EINVAL;
+
+		if (item_copy(text, sizeof text, item, len))
+			rc = parse_number(text, &day_suffixes, &v);
+		if (rc == -EINVAL)
+			return key_fail(ld, k, "%s is not a %s", QN(item, len), day_suffixes.what);
+		if (rc == -ERANGE || v < 1 || v > CONFIG_RETRY_STEP_MAX)
+			return key_fail(
+			    ld, k, "%s is out of range, expected %s to %s", QN(item, len),
+			    number_text(lo, sizeof lo, 1, &day_suffixes),
+			    number_text(hi, sizeof hi, CONFIG_RETRY_STEP_MAX, &day_suffixes));
+		if (cfg->nretry == CONFIG_RETRY_MAX)
+			return key_fail(ld, k, "more than %d steps", CONFIG_RETRY_MAX);
+		cfg->retry[cfg->nretry++] = (uint32_t)v;
+	}
+	if (cfg->nretry == 0)
+		return key_fail(ld, k, "expected at least one duration");
+	return 0;
+}
+
 /* ---- The keys ----------------------------------------------------------------------------- */
 
 #define F(field) offsetof(struct config, field)
 static const struct key keys[K_COUNT] = {
     [K_LISTEN] = {"server", "listen", key_listen, 0, 0, 0, NULL},
-    [K_HOSTNAME] = {"server", "hostname", key_hostname, 0, 0, 0, NULL},
+    [K_HOSTNAME] = {"server", "hostname", key_hostname, F(hostname), 0, 0, NULL},
     [K_SHARDS] = {"server", "shards", key_unsigned, F(shards), 0, CONFIG_SHARDS_MAX, NULL},
     [K_MAX_CONNECTIONS] = {"server", "max_connections", key_unsigned, F(max_connections), 1,
 			   CONFIG_CONNECTIONS_MAX, NULL},
@@ -1010,10 +1482,60 @@ static const struct key keys[K_COUNT] = {
 		       &time_suffixes},
     [K_DNS_CACHE_SIZE] = {"dns", "cache_size", key_unsigned, F(dns_cache_size), 1,
 			  DNS_CACHE_ENTRIES_LIMIT, NULL},
+    [K_CONTROL_SOCKET] = {"server", "control_socket", key_control_socket, 0, 0, 0, NULL},
+    [K_DELIVER_ENABLED] = {"deliver", "enabled", key_bool, F(deliver_enabled), 0, 0, NULL},
+    [K_DELIVER_LOCAL] = {"deliver", "local", key_local, 0, 0, 0, NULL},
+    [K_MAILDIR_ROOT] = {"deliver", "maildir_root", key_path, F(maildir_root), 0, 0, NULL},
+    [K_RELAYHOST] = {"deliver", "relayhost", key_relayhost, 0, 0, 0, NULL},
+    [K_HELO_NAME] = {"deliver", "helo_name", key_hostname, F(helo_name), 0, 0, NULL},
+    [K_CONNECT_TIMEOUT] = {"deliver", "connect_timeout", key_unsigned, F(connect_timeout), 1,
+			   CONFIG_DELIVER_TIMEOUT_MAX, &time_suffixes},
+    [K_SMTP_TIMEOUT] = {"deliver", "smtp_timeout", key_unsigned, F(smtp_timeout), 1,
+			CONFIG_DELIVER_TIMEOUT_MAX, &time_suffixes},
+    [K_IDLE_TIMEOUT] = {"deliver", "idle_timeout", key_unsigned, F(idle_timeout), 0,
+			CONFIG_DELIVER_TIMEOUT_MAX, &time_suffixes},
+    [K_LOOPBACK_MX] = {"deliver", "loopback_mx", key_bool, F(loopback_mx), 0, 0, NULL},
+    [K_DELIVER_MAX_CONNECTIONS] = {"deliver", "max_connections", key_unsigned,
+				   F(policy_default.max_connections), 1,
+				   CONFIG_DELIVER_CONNECTIONS_MAX, NULL},
+    [K_DELIVER_MAX_MESSAGES] = {"deliver", "max_messages_per_connection", key_unsigned,
+				F(policy_default.max_messages_per_connection), 1,
+				CONFIG_MESSAGES_PER_CONNECTION_MAX, NULL},
+    [K_DELIVER_MAX_RECIPIENTS] = {"deliver", "max_recipients", key_unsigned,
+				  F(policy_default.max_recipients), 1,
+				  CONFIG_DELIVER_RECIPIENTS_MAX, NULL},
+    [K_DELIVER_RATE] = {"deliver", "rate", key_rate, F(policy_default.rate_per_hour), 0, 0, NULL},
+    [K_DELIVER_TLS] = {"deliver", "tls", key_tls, F(policy_default.tls), 0, 0, NULL},
+    [K_RETRY] = {"queue", "retry", key_retry, 0, 0, 0, NULL},
+    [K_MAX_LIFETIME] = {"queue", "max_lifetime", key_u64, F(max_lifetime), 1, CONFIG_LIFETIME_MAX,
+			&day_suffixes},
+    [K_WARN_AFTER] = {"queue", "warn_after", key_u64, F(warn_after), 0, CONFIG_LIFETIME_MAX,
+		      &day_suffixes},
+    [K_HOLD] = {"queue", "hold", key_bool, F(hold), 0, 0, NULL},
 };
 #undef F
 
-static const char *const sections[] = {"server", "spool", "accept", "dns"};
+/* [domain NAME]: offsets into that section's struct config_domain_policy (key_field). */
+#define P(field) offsetof(struct config_domain_policy, field)
+static const struct key policy_keys[P_COUNT] = {
+    [P_MAX_CONNECTIONS] = {"domain", "max_connections", key_unsigned, P(max_connections), 1,
+			   CONFIG_DELIVER_CONNECTIONS_MAX, NULL},
+    [P_MAX_MESSAGES] = {"domain", "max_messages_per_connection", key_unsigned,
+			P(max_messages_per_connection), 1, CONFIG_MESSAGES_PER_CONNECTION_MAX,
+			NULL},
+    [P_MAX_RECIPIENTS] = {"domain", "max_recipients", key_unsigned, P(max_recipients), 1,
+			  CONFIG_DELIVER_RECIPIENTS_MAX, NULL},
+    [P_RATE] = {"domain", "rate", key_rate, P(rate_per_hour), 0, 0, NULL},
+    [P_TLS] = {"domain", "tls", key_tls, P(tls), 0, 0, NULL},
+};
+#undef P
+_Static_assert(K_DELIVER_TLS - K_DELIVER_MAX_CONNECTIONS == P_TLS - P_MAX_CONNECTIONS,
+	       "[deliver]'s policy keys and [domain NAME]'s keys are the same five");
+
+/* [transport] and [domain NAME] are read by hand (config_on_key): their keys or names are
+ * domains, not entries of keys[]. */
+static const char *const sections[] = {"server",  "spool", "accept",   "dns",
+				       "deliver", "queue", "transport"};
 
 static bool
 section_is_known(const char *name, size_t len)
@@ -1062,12 +1584,94 @@ config_ini_setup(void)
 	ini_allow_no_value = false;
 }
 
+/* Grows an array of *cap elements of size elem to hold n + 1. Returns 0 or -ENOMEM. */
+static int
+array_reserve(void **array, unsigned *cap, unsigned n, size_t elem)
+{
+	unsigned ncap = *cap ? *cap * 2 : 8;
+	void *p;
+
+	if (n < *cap)
+		return 0;
+	p = realloc(*array, (size_t)ncap * elem);
+	if (!p)
+		return -ENOMEM;
+	*array = p;
+	*cap = ncap;
+	return 0;
+}
+
+/* "[domain" + blanks + NAME + "]": NAME a domain or "*.domain". Opens a new policy that the
+ * keys below fill in; one section per name. */
+static void
+domain_section_open(struct load *ld, const char *name, size_t len)
+{
+	struct config *cfg = ld->cfg;
+	struct config_domain_policy *pol;
+	char pattern[CONFIG_DOMAIN_MAX + 3];
+	unsigned n = cfg->npolicies;
+
+	while (len > 0 && (name[len - 1] == ' ' || name[len - 1] == '\t'))
+		len--;
+	while (len > 0 && (name[0] == ' ' || name[0] == '\t'))
+		name++, len--;
+	if (len == 0) {
+		load_fail(ld, ld->lineno, "[domain] needs a name, like [domain example.com]");
+		return;
+	}
+	if (pattern_parse(name, len, pattern) < 0) {
+		load_fail(ld, ld->lineno, "[domain %s]: expected a domain name or *.domain",
+			  EN(name, len));
+		return;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (strcmp(cfg->policies[i].pattern, pattern) == 0) {
+			load_fail(ld, ld->lineno,
+				  "duplicate section [domain %s] (first on line %d)", pattern,
+				  ld->policy_state[i].line);
+			return;
+		}
+	}
+	if (n == CONFIG_POLICIES_MAX) {
+		load_fail(ld, ld->lineno, "more than %d [domain NAME] sections",
+			  CONFIG_POLICIES_MAX);
+		return;
+	}
+	unsigned cap = ld->policy_cap;
+
+	if (array_reserve((void **)&cfg->policies, &cap, n, sizeof *cfg->policies) < 0 ||
+	    array_reserve((void **)&ld->policy_state, &ld->policy_cap, n,
+			  sizeof *ld->policy_state) < 0) {
+		load_fail(ld, ld->lineno, "out of memory");
+		return;
+	}
+	pol = &cfg->policies[n];
+	memset(pol, 0, sizeof *pol);
+	strcpy(pol->pattern, pattern);
+	memset(&ld->policy_state[n], 0, sizeof ld->policy_state[n]);
+	ld->policy_state[n].line = ld->lineno;
+	cfg->npolicies = n + 1;
+	ld->cur_policy = (int)n;
+	snprintf(ld->section, sizeof ld->section, "domain %s", pattern);
+}
+
+/* True for inih's name of a [domain NAME] section. inih cuts section names at 49 bytes, so the
+ * name itself is read from the line (domain_section_open), never from here. */
+static bool
+section_is_domain(const char *name, size_t len)
+{
+	return len >= 6 && memcmp(name, "domain", 6) == 0 &&
+	       (len == 6 || name[6] == ' ' || name[6] == '\t');
+}
+
 /* A "[name]" line naming no section we know is an error even when no key follows it, and inih
- * never calls the handler for a bare section line, so the reader checks them. */
+ * never calls the handler for a bare section line, so the reader checks them. It also opens
+ * [domain NAME] sections. */
 static void
 check_section_line(struct load *ld, const char *line)
 {
 	const char *p = line, *close;
+	size_t len;
 
 	if (ld->lineno == 1 && strncmp(p, "\xef\xbb\xbf", 3) == 0)
 		p += 3;
@@ -1075,9 +1679,14 @@ check_section_line(struct load *ld, const char *line)
 	if (*p != '[')
 		return;
 	close = strchr(p, ']');
-	if (close && !section_is_known(p + 1, (size_t)(close - p - 1)))
-		load_fail(ld, ld->lineno, "unknown section [%s]",
-			  EN(p + 1, (size_t)(close - p - 1)));
+	if (!close)
+		return; /* inih reports the syntax error */
+	len = (size_t)(close - p - 1);
+	ld->cur_policy = -1;
+	if (section_is_domain(p + 1, len))
+		domain_section_open(ld, p + 7, len - 6);
+	else if (!section_is_known(p + 1, len))
+		load_fail(ld, ld->lineno, "unknown section [%s]", EN(p + 1, len));
 }
 
 /* inih's line reader (fgets-like): hands out one line, counting them. Returns NULL at the end
@@ -1106,6 +1715,65 @@ config_read_line(char *buf, int size, void *stream)
 	return buf;
 }
 
+/* A [transport] line: "DOMAIN = HOP" or "*.DOMAIN = HOP". */
+static int
+transport_add(struct load *ld, const char *name, const char *value)
+{
+	struct config *cfg = ld->cfg;
+	char pattern[CONFIG_DOMAIN_MAX + 3];
+	struct config_hop hop;
+	unsigned n = cfg->ntransports;
+	const char *why;
+
+	if (pattern_parse(name, strlen(name), pattern) < 0)
+		return load_fail(ld, ld->lineno,
+				 "[transport] %s: expected a domain name or *.domain as the key",
+				 EN(name, strlen(name)));
+	for (unsigned i = 0; i < n; i++) {
+		if (strcmp(cfg->transports[i].pattern, pattern) == 0)
+			return load_fail(ld, ld->lineno,
+					 "duplicate key %s in [transport] (first set on line %d)",
+					 Q(name), ld->transport_line[i]);
+	}
+	if (hop_parse(value, &hop, &why) < 0)
+		return load_fail(ld, ld->lineno, "[transport] %s: %s: %s", pattern, Q(value), why);
+	if (n == CONFIG_TRANSPORTS_MAX)
+		return load_fail(ld, ld->lineno, "[transport]: more than %d entries",
+				 CONFIG_TRANSPORTS_MAX);
+	unsigned cap = ld->transport_cap;
+
+	if (array_reserve((void **)&cfg->transports, &cap, n, sizeof *cfg->transports) < 0 ||
+	    array_reserve((void **)&ld->transport_line, &ld->transport_cap, n,
+			  sizeof *ld->transport_line) < 0)
+		return load_fail(ld, ld->lineno, "out of memory");
+	strcpy(cfg->transports[n].pattern, pattern);
+	cfg->transports[n].hop = hop;
+	ld->transport_line[n] = ld->lineno;
+	cfg->ntransports = n + 1;
+	return 0;
+}
+
+/* A key of the [domain NAME] section being read. */
+static int
+domain_key(struct load *ld, const char *name, const char *value)
+{
+	struct policy_state *st;
+
+	ASSERT(ld->cur_policy >= 0 && (unsigned)ld->cur_policy < ld->cfg->npolicies);
+	st = &ld->policy_state[ld->cur_policy];
+	for (size_t i = 0; i < P_COUNT; i++) {
+		if (strcmp(policy_keys[i].name, name) != 0)
+			continue;
+		if (st->key_line[i] != 0)
+			return load_fail(ld, ld->lineno,
+					 "duplicate key %s in [%s] (first set on line %d)", Q(name),
+					 ld->section, st->key_line[i]);
+		st->key_line[i] = ld->lineno;
+		return policy_keys[i].parse(ld, &policy_keys[i], value);
+	}
+	return load_fail(ld, ld->lineno, "unknown key %s in [%s]", Q(name), ld->section);
+}
+
 /* inih's handler, called once per "key = value" line. Returns 1 to go on, 0 on an error. */
 static int
 config_on_key(void *user, const char *section, const char *name, const char *value)
@@ -1117,6 +1785,10 @@ config_on_key(void *user, const char *section, const char *name, const char *val
 		load_fail(ld, ld->lineno, "key %s is outside any section", Q(name));
 		return 0;
 	}
+	if (strcmp(section, "transport") == 0)
+		return transport_add(ld, name, value) < 0 ? 0 : 1;
+	if (section_is_domain(section, strlen(section)))
+		return domain_key(ld, name, value) < 0 ? 0 : 1;
 	k = key_find(section, name);
 	if (!k) {
 		load_fail(ld, ld->lineno, "unknown key %s in [%s]", Q(name), section);
@@ -1163,6 +1835,30 @@ config_set_defaults(struct config *cfg)
 	cfg->dns_min_ttl = 0;
 	cfg->dns_max_ttl = 86400;
 	cfg->dns_cache_size = 10000;
+	cfg->control_socket[0] = '\0';
+	cfg->deliver_enabled = true;
+	cfg->local_kind = CONFIG_LOCAL_MAILDIR;
+	cfg->local_hop.kind = CONFIG_HOP_MAILDIR;
+	strcpy(cfg->maildir_root, DEFAULT_MAILDIR_ROOT);
+	cfg->relayhost.kind = CONFIG_HOP_MX;
+	cfg->connect_timeout = 30;
+	cfg->smtp_timeout = 300;
+	cfg->idle_timeout = 5;
+	cfg->loopback_mx = false;
+	cfg->policy_default.max_connections = 20;
+	cfg->policy_default.max_messages_per_connection = 100;
+	cfg->policy_default.max_recipients = 100;
+	cfg->policy_default.rate_per_hour = 0;
+	cfg->policy_default.tls = CONFIG_TLS_OPTIONAL;
+
+	static const uint32_t retry[] = {60, 300, 900, 1800, 3600, 7200, 14400};
+
+	_Static_assert(sizeof retry / sizeof retry[0] <= CONFIG_RETRY_MAX, "default retry");
+	memcpy(cfg->retry, retry, sizeof retry);
+	cfg->nretry = sizeof retry / sizeof retry[0];
+	cfg->max_lifetime = 5 * CONFIG_DAY;
+	cfg->warn_after = 0;
+	cfg->hold = false;
 }
 
 /* The CPUs this process may run on (what shards get pinned to), else the online ones. */
@@ -1200,6 +1896,57 @@ default_hostname(struct load *ld)
 	return 0;
 }
 
+/* "" means <[spool] dir>/ringmx.ctl, which must fit in a sockaddr_un as well. */
+static int
+control_socket_resolve(struct load *ld)
+{
+	struct config *cfg = ld->cfg;
+	size_t dlen = strlen(cfg->spool_dir);
+	const char *sep = dlen > 0 && cfg->spool_dir[dlen - 1] == '/' ? "" : "/";
+	int line = ld->key_line[K_CONTROL_SOCKET] > ld->key_line[K_SPOOL_DIR]
+		       ? ld->key_line[K_CONTROL_SOCKET]
+		       : ld->key_line[K_SPOOL_DIR];
+
+	if (cfg->control_socket[0] != '\0')
+		return 0;
+	if (dlen + strlen(sep) + strlen(CONTROL_SOCKET_NAME) > CONFIG_UNIX_PATH_MAX)
+		return load_fail(
+		    ld, line,
+		    "[server] control_socket: the default, [spool] dir + \"/%s\", is "
+		    "longer than %zu bytes (a unix socket's limit); set control_socket "
+		    "to a shorter path",
+		    CONTROL_SOCKET_NAME, CONFIG_UNIX_PATH_MAX);
+	memcpy(cfg->control_socket, cfg->spool_dir, dlen);
+	strcpy(cfg->control_socket + dlen, sep);
+	strcat(cfg->control_socket, CONTROL_SOCKET_NAME);
+	return 0;
+}
+
+/* A [domain NAME] key not set in its section takes [deliver]'s value, wherever [deliver] is in
+ * the file: so this runs once the whole file is read. */
+static void
+policies_inherit(struct load *ld)
+{
+	struct config *cfg = ld->cfg;
+	const struct config_domain_policy *d = &cfg->policy_default;
+
+	for (unsigned i = 0; i < cfg->npolicies; i++) {
+		struct config_domain_policy *p = &cfg->policies[i];
+		const int *set = ld->policy_state[i].key_line;
+
+		if (!set[P_MAX_CONNECTIONS])
+			p->max_connections = d->max_connections;
+		if (!set[P_MAX_MESSAGES])
+			p->max_messages_per_connection = d->max_messages_per_connection;
+		if (!set[P_MAX_RECIPIENTS])
+			p->max_recipients = d->max_recipients;
+		if (!set[P_RATE])
+			p->rate_per_hour = d->rate_per_hour;
+		if (!set[P_TLS])
+			p->tls = d->tls;
+	}
+}
+
 /* Fills in what the file left out and needs more than a constant. */
 static int
 config_fill_defaults(struct load *ld)
@@ -1213,8 +1960,13 @@ config_fill_defaults(struct load *ld)
 		return -1;
 	if (!ld->key_line[K_HOSTNAME] && default_hostname(ld) < 0)
 		return -1;
+	if (!ld->key_line[K_HELO_NAME])
+		strcpy(cfg->helo_name, cfg->hostname);
 	if (cfg->shards == 0)
 		cfg->shards = cpu_count();
+	if (control_socket_resolve(ld) < 0)
+		return -1;
+	policies_inherit(ld);
 	return 0;
 }
 
@@ -1262,6 +2014,13 @@ config_check(struct load *ld)
 				 cfg->dns_min_ttl, cfg->dns_max_ttl);
 	if (cfg->nlisten == 0)
 		return load_fail(ld, ld->key_line[K_LISTEN], "[server] listen: no address");
+	/* the warning would come after the bounce, or with it */
+	if (cfg->warn_after != 0 && cfg->warn_after >= cfg->max_lifetime)
+		return pair_fail(ld, K_WARN_AFTER, K_MAX_LIFETIME,
+				 "[queue] warn_after (%llu s) is not shorter than max_lifetime "
+				 "(%llu s)",
+				 (unsigned long long)cfg->warn_after,
+				 (unsigned long long)cfg->max_lifetime);
 	return 0;
 }
 
@@ -1374,6 +2133,7 @@ config_load_string(const char *text, const char *name, char *err, size_t err_len
 	int rc;
 
 	ld.name = name ? name : "(string)";
+	ld.cur_policy = -1;
 	ld.cfg = calloc(1, sizeof *ld.cfg);
 	if (ld.cfg)
 		ld.cfg->domains = strset_new();
@@ -1394,6 +2154,8 @@ config_load_string(const char *text, const char *name, char *err, size_t err_len
 		load_fail(&ld, 0, "out of memory");
 	if (!ld.failed && config_fill_defaults(&ld) == 0 && config_check(&ld) == 0)
 		recipients_load(&ld);
+	free(ld.policy_state);
+	free(ld.transport_line);
 	if (ld.failed) {
 		err_write(err, err_len, ld.msg);
 		config_free(ld.cfg);
@@ -1494,6 +2256,8 @@ config_free(struct config *cfg)
 	strset_free(cfg->domains);
 	strset_free(cfg->recipients);
 	free(cfg->relay_networks);
+	free(cfg->transports);
+	free(cfg->policies);
 	free(cfg);
 }
 
@@ -1554,9 +2318,11 @@ config_restart_changes(const struct config *old, const struct config *next, char
 	    old->segment_size != next->segment_size,
 	    old->fsync != next->fsync,
 	    old->busy_poll_us != next->busy_poll_us,
+	    strcmp(old->control_socket, next->control_socket) != 0,
 	};
-	static const enum key_id ids[] = {K_LISTEN,    K_SHARDS,       K_MAX_CONNECTIONS,
-					  K_SPOOL_DIR, K_SEGMENT_SIZE, K_FSYNC, K_BUSY_POLL_US};
+	static const enum key_id ids[] = {K_LISTEN,	  K_SHARDS,	   K_MAX_CONNECTIONS,
+					  K_SPOOL_DIR,	  K_SEGMENT_SIZE,  K_FSYNC,
+					  K_BUSY_POLL_US, K_CONTROL_SOCKET};
 	unsigned n = 0;
 	size_t used = 0;
 

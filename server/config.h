@@ -48,6 +48,59 @@ enum config_log_level { CONFIG_LOG_DEBUG, CONFIG_LOG_INFO, CONFIG_LOG_WARN, CONF
 
 enum config_dns_prefer { CONFIG_DNS_PREFER_IPV4 = 0, CONFIG_DNS_PREFER_IPV6 };
 
+enum config_local_kind {
+	CONFIG_LOCAL_MAILDIR = 0, /* Maildir under maildir_root/<localpart>/ (default) */
+	CONFIG_LOCAL_LMTP,	  /* LMTP to local_hop (Dovecot) */
+	CONFIG_LOCAL_DISCARD,	  /* accepted and dropped (benchmarks) */
+};
+
+enum config_tls_policy { CONFIG_TLS_OPTIONAL = 0, CONFIG_TLS_REQUIRED };
+
+/*
+ * A next hop, as written in [transport] and [deliver] local/relayhost:
+ *   smtp:[10.0.0.5]:25   smtp to that address, no MX lookup (brackets; port default 25)
+ *   smtp:[mx.example]:25 smtp to that host's A/AAAA, no MX lookup
+ *   smtp:host.example:25 smtp, MX lookup of host.example (port default 25)
+ *   lmtp:unix:/path      LMTP over a unix socket
+ *   lmtp:host:port       LMTP over TCP (host in brackets or not; no MX lookup)
+ *   maildir              local Maildir delivery
+ *   discard              accepted and dropped
+ */
+enum config_hop_kind {
+	CONFIG_HOP_MX = 0, /* not a transport: MX routing of the recipient domain */
+	CONFIG_HOP_SMTP,
+	CONFIG_HOP_LMTP,
+	CONFIG_HOP_MAILDIR,
+	CONFIG_HOP_DISCARD,
+};
+
+struct config_hop {
+	enum config_hop_kind kind;
+	bool unix_socket; /* lmtp:unix:PATH */
+	bool no_mx;	  /* no MX lookup: brackets, an address, or LMTP: A/AAAA only */
+	char host[256];	  /* a name or an address literal (without brackets); or the path */
+	unsigned port;	  /* 0 for unix sockets */
+};
+
+/* Delivery limits for a destination: [deliver] gives the defaults, [domain NAME] overrides. */
+struct config_domain_policy {
+	/* "gmail.com", or "*.example.com" (its subdomains, not the name itself); lower case;
+	 * "" for the defaults from [deliver] */
+	char pattern[256];
+	unsigned max_connections;	      /* per site */
+	unsigned max_messages_per_connection; /* then QUIT and a new connection */
+	unsigned max_recipients;	      /* per transaction */
+	uint32_t rate_per_hour;		      /* messages; 0 = no limit ("50/s" = 180000) */
+	enum config_tls_policy tls;
+};
+
+struct config_transport {
+	char pattern[256]; /* "example.org" or "*.example.org" (lower case) */
+	struct config_hop hop;
+};
+
+#define CONFIG_RETRY_MAX 32
+
 struct config_strset; /* private: a case-insensitive hash set of strings */
 
 struct config {
@@ -86,8 +139,40 @@ struct config {
 	char recipients_path[PATH_MAX];   /* "" when not set */
 	struct config_strset *recipients; /* NULL when not set: every local address is valid */
 
-	/* [dns]: read and checked, but nothing in the daemon resolves names yet (outbound
-	 * delivery will hand these to dns_resolver_new, one resolver per shard). */
+	/* [server] control_socket: where ringmxctl talks to the daemon; "" in the file means
+	 * <[spool] dir>/ringmx.ctl (resolved at load, so never "" here). At most 107 bytes. */
+	char control_socket[PATH_MAX];
+
+	/* [deliver] */
+	bool deliver_enabled; /* no: accept and keep (spool only), deliver nothing */
+	enum config_local_kind local_kind;
+	struct config_hop local_hop; /* the hop as written: kind MAILDIR, DISCARD or LMTP */
+	char maildir_root[PATH_MAX];
+	struct config_hop relayhost;		 /* kind CONFIG_HOP_MX when not set */
+	char helo_name[CONFIG_HOSTNAME_MAX + 1]; /* default: [server] hostname */
+	unsigned connect_timeout;		 /* s */
+	unsigned smtp_timeout;			 /* s: waiting for any reply of a remote server */
+	unsigned idle_timeout; /* s: an idle delivery connection is kept this long */
+	bool loopback_mx;      /* accept MX hosts on loopback (tests, internal hops) */
+	struct config_domain_policy policy_default;
+
+	/* [queue] */
+	uint32_t retry[CONFIG_RETRY_MAX]; /* s: backoff steps, the last one repeats */
+	unsigned nretry;
+	uint64_t max_lifetime; /* s: then bounce */
+	uint64_t warn_after;   /* s: delay warning DSN; 0 = off */
+	bool hold;	       /* start with delivery held (ringmxctl release) */
+
+	/* [transport]: in file order; the first match wins (exact names before patterns) */
+	struct config_transport *transports;
+	unsigned ntransports;
+
+	/* [domain NAME] sections, in file order */
+	struct config_domain_policy *policies;
+	unsigned npolicies;
+
+	/* [dns]: the delivery engine hands these to dns_resolver_new, one resolver (and cache)
+	 * per shard. */
 	char dns_resolvers[512];  /* "addr[:port] ..." as written; "" = /etc/resolv.conf */
 	unsigned dns_nresolvers;  /* items in dns_resolvers, 0..CONFIG_DNS_RESOLVERS_MAX */
 	unsigned dns_timeout_ms;  /* per attempt */
@@ -120,11 +205,25 @@ bool config_cidr_match(const struct config_cidr *c, const struct sockaddr *sa);
 /* Parses "addr:port", "[v6]:port" or "*:port". Returns 0 or -EINVAL. */
 int config_listen_parse(const char *text, struct config_listen *out);
 
+/* The transport for a recipient domain (lower case, no trailing dot), or NULL. Exact names
+ * win over "*.x" patterns; among patterns the longest wins. */
+const struct config_transport *config_transport_find(const struct config *cfg, const char *domain);
+/* The policy for a domain: the matching [domain] section, else &cfg->policy_default. */
+const struct config_domain_policy *config_policy_find(const struct config *cfg, const char *domain);
+/* Parses a next hop (see struct config_hop). Returns 0 or -EINVAL. */
+int config_hop_parse(const char *text, struct config_hop *out);
+/* Writes a hop back as text ("smtp:[10.0.0.5]:25"). */
+void config_hop_text(const struct config_hop *h, char *buf, size_t len);
+/* The retry delay after `attempts` failed attempts (1 = after the first): retry[attempts-1],
+ * the last step repeating. */
+uint32_t config_retry_delay(const struct config *cfg, unsigned attempts);
+
 /*
  * For SIGHUP: the keys that differ between the running config and the new one but take effect
- * only on a restart ([server] listen, shards, max_connections; [spool] dir, segment_size,
- * fsync). Writes their names into buf ("[server] listen, [spool] dir"; "" when none, cut to
- * len) and returns how many there are. Every other key takes effect on reload.
+ * only on a restart ([server] listen, shards, max_connections, busy_poll_us, control_socket;
+ * [spool] dir, segment_size, fsync). Writes their names into buf ("[server] listen,
+ * [spool] dir"; "" when none, cut to len) and returns how many there are. Every other key,
+ * [deliver], [queue], [transport] and [domain NAME] included, takes effect on reload.
  */
 unsigned config_restart_changes(const struct config *old, const struct config *next, char *buf,
 				size_t len);

@@ -6,6 +6,7 @@
  * Runs in the foreground and logs to stderr. SIGTERM/SIGINT stop gracefully; SIGHUP reloads
  * the config file (what cannot change without a restart is logged and kept).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -16,7 +17,11 @@
 #include <unistd.h>
 
 #include "queue/spool.h"
+#include "dns/dns_local.h"
+#include "queue/delivery.h"
+#include "queue/recover.h"
 #include "queue/spool_scan.h"
+#include "server/listen.h"
 #include "server/config.h"
 #include "server/conn_limits.h"
 #include "server/log.h"
@@ -52,14 +57,48 @@ mkdir_p(const char *dir)
 	return 0;
 }
 
+struct recover_arg {
+	struct shard_recovered *per_shard;
+	unsigned nshards;
+	bool failed;
+};
+
 static void
-on_scan_record(void *arg, const char *path, uint64_t offset, const struct spool_record_view *rec)
+on_recovered_msg(void *arg, struct qmsg *m)
 {
-	(void)path;
-	(void)offset;
-	uint64_t *max_qid = arg;
-	if (rec->qid > *max_qid)
-		*max_qid = rec->qid;
+	struct recover_arg *ra = arg;
+	struct shard_recovered *r = &ra->per_shard[m->home];
+	if (r->nmsgs == r->msgs_cap) {
+		uint32_t cap = r->msgs_cap ? r->msgs_cap * 2 : 64;
+		struct qmsg **v = realloc(r->msgs, cap * sizeof *v);
+		if (!v) {
+			ra->failed = true;
+			qmsg_unref(m);
+			return;
+		}
+		r->msgs = v;
+		r->msgs_cap = cap;
+	}
+	r->msgs[r->nmsgs++] = m;
+}
+
+static void
+on_recovered_segment(void *arg, unsigned stream, uint32_t seq, unsigned home, uint32_t live)
+{
+	struct recover_arg *ra = arg;
+	struct shard_recovered *r = &ra->per_shard[home];
+	if (r->nsegs == r->segs_cap) {
+		uint32_t cap = r->segs_cap ? r->segs_cap * 2 : 64;
+		struct shard_recovered_seg *v = realloc(r->segs, cap * sizeof *v);
+		if (!v) {
+			ra->failed = true;
+			return;
+		}
+		r->segs = v;
+		r->segs_cap = cap;
+	}
+	r->segs[r->nsegs++] = (struct shard_recovered_seg){.stream = (uint8_t)stream, .seq = seq,
+							    .live = live};
 }
 
 static void
@@ -75,29 +114,41 @@ on_scan_problem(void *arg, const char *path, uint64_t offset, uint64_t skipped, 
 	}
 }
 
-/* Replays the spool: counts what is there, reports damage, finds the next segment number. */
+/* Replays the spool: what is still to deliver (per home shard), damage, the next segment
+ * number and the newest queue id. */
 static int
-spool_recover(const struct config *cfg, uint32_t *next_seq, uint64_t *max_qid)
+spool_recover(const struct config *cfg, unsigned nshards, struct shard_recovered *per_shard,
+	      uint32_t *next_seq, uint64_t *max_qid)
 {
-	*max_qid = 0;
-	struct spool_scan_ops ops = {
-		.on_record = on_scan_record, .on_problem = on_scan_problem, .arg = max_qid};
-	struct spool_scan_stats st;
-	int rc = spool_scan_dir(cfg->spool_dir, &ops, &st);
+	struct recover_arg ra = {.per_shard = per_shard, .nshards = nshards};
+	struct recover_ops ops = {
+	    .on_msg = on_recovered_msg,
+	    .on_segment = cfg->deliver_enabled ? on_recovered_segment : NULL,
+	    .on_problem = on_scan_problem,
+	    .arg = &ra,
+	};
+	struct recover_stats st;
+	int rc = recover_spool(cfg->spool_dir, nshards, cfg->deliver_enabled, &ops, &st);
 	if (rc < 0) {
 		fprintf(stderr, "ringmx: %s: cannot scan spool: %s\n", cfg->spool_dir, strerror(-rc));
 		return rc;
+	}
+	if (ra.failed) {
+		fprintf(stderr, "ringmx: out of memory while recovering the spool\n");
+		return -ENOMEM;
 	}
 	if (log_start(LOG_INFO, "spool_recovered")) {
 		log_str("dir", cfg->spool_dir);
 		log_u64("segments", st.segments);
 		log_u64("records", st.records);
-		log_u64("bytes", st.record_bytes);
+		log_u64("messages_pending", st.messages);
+		log_u64("recipients_pending", st.rcpts_pending);
 		log_u64("corrupt_regions", st.corrupt_regions);
 		log_u64("truncated_tails", st.truncated_tails);
 		log_finish();
 	}
 	*next_seq = st.max_seq + 1;
+	*max_qid = st.max_qid;
 	return 0;
 }
 
@@ -117,6 +168,9 @@ struct daemon {
 	unsigned nshards;
 	uint64_t cfg_gen;
 	_Atomic uint32_t next_seq;
+	struct delivery_mesh *mesh;
+	struct dns_local local;
+	struct shard_recovered recovered[SHARDS_MAX];
 };
 
 static void
@@ -166,29 +220,60 @@ daemon_reload(struct daemon *d)
 	d->cfg = next; /* the old one is leaked rather than freed under a shard */
 }
 
+static void recovered_free(struct daemon *d);
+
 static int
 daemon_start(struct daemon *d)
 {
 	char err[512];
 	uint32_t seq;
 	uint64_t max_qid;
-	if (spool_recover(d->cfg, &seq, &max_qid) < 0)
+	d->nshards = shard_count(d->cfg);
+	if (spool_recover(d->cfg, d->nshards, d->recovered, &seq, &max_qid) < 0)
 		return -1;
 	atomic_store(&d->next_seq, seq);
 	conn_limits_init();
-	d->nshards = shard_count(d->cfg);
+	if (d->cfg->deliver_enabled) {
+		d->mesh = delivery_mesh_new(d->nshards);
+		if (!d->mesh) {
+			fprintf(stderr, "ringmx: out of memory for the delivery mesh\n");
+			return -1;
+		}
+		/* this host's addresses, so that an MX pointing back here is a loop */
+		dns_local_add_interfaces(&d->local);
+		for (unsigned i = 0; i < d->cfg->nlisten; i++) {
+			char ip[INET6_ADDRSTRLEN];
+			unsigned port;
+			const struct sockaddr *sa = (const struct sockaddr *)&d->cfg->listen[i].addr;
+			listen_addr_text(sa, ip, sizeof ip, &port);
+			dns_local_add_text(&d->local, ip);
+		}
+	}
 	for (unsigned i = 0; i < d->nshards; i++) {
 		struct shard_params p = {.id = i,
 					 .cfg = d->cfg,
 					 .next_seq = &d->next_seq,
-					 .qid_floor_ms = SHARD_QID_MS(max_qid)};
+					 .qid_floor_ms = SHARD_QID_MS(max_qid),
+					 .mesh = d->mesh,
+					 .local = &d->local,
+					 .recovered = &d->recovered[i]};
 		d->shards[i] = shard_create(&p, err, sizeof err);
-		if (!d->shards[i] || shard_start(d->shards[i], err, sizeof err) < 0) {
+		if (!d->shards[i]) {
+			fprintf(stderr, "ringmx: %s\n", err);
+			log_msg(LOG_ERROR, "start_failed", "%s", err);
+			return -1;
+		}
+		if (d->mesh)
+			delivery_mesh_set_wake(d->mesh, i, shard_wake_fd(d->shards[i]));
+	}
+	for (unsigned i = 0; i < d->nshards; i++) {
+		if (shard_start(d->shards[i], err, sizeof err) < 0) {
 			fprintf(stderr, "ringmx: %s\n", err);
 			log_msg(LOG_ERROR, "start_failed", "%s", err);
 			return -1;
 		}
 	}
+	recovered_free(d);
 	if (log_start(LOG_INFO, "started")) {
 		log_str("version", RINGMX_VERSION);
 		log_str("config", d->cfg->source);
@@ -200,6 +285,20 @@ daemon_start(struct daemon *d)
 		log_finish();
 	}
 	return 0;
+}
+
+/* What recovery found and no shard adopted (a failed start, or delivery off). */
+static void
+recovered_free(struct daemon *d)
+{
+	for (unsigned i = 0; i < SHARDS_MAX; i++) {
+		struct shard_recovered *r = &d->recovered[i];
+		for (uint32_t k = 0; k < r->nmsgs; k++)
+			qmsg_unref(r->msgs[k]);
+		free(r->msgs);
+		free(r->segs);
+		memset(r, 0, sizeof *r);
+	}
 }
 
 static void
@@ -218,6 +317,9 @@ daemon_stop(struct daemon *d)
 		shard_destroy(d->shards[i]);
 		d->shards[i] = NULL;
 	}
+	recovered_free(d);
+	delivery_mesh_free(d->mesh);
+	d->mesh = NULL;
 	if (log_start(LOG_INFO, "exit")) {
 		log_u64("connections", conns);
 		log_u64("messages", msgs);

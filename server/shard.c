@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "queue/delivery.h"
 #include "server/assert.h"
 #include "server/listen.h"
 #include "server/log.h"
@@ -42,6 +43,9 @@ shard_create(const struct shard_params *p, char *err, size_t err_len)
 	sh->next_seq = p->next_seq;
 	sh->sink = p->sink;
 	sh->qid_last_ms = p->qid_floor_ms;
+	sh->mesh = p->mesh;
+	sh->local = p->local;
+	sh->recovered = p->recovered;
 	sh->sink_rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)p->id << 17) ^ (uint64_t)time(NULL);
 	sh->wake_fd = -1;
 	for (unsigned i = 0; i < CONFIG_LISTEN_MAX; i++)
@@ -120,6 +124,7 @@ shard_destroy(struct shard *sh)
 		sh->conn_pool = (struct conn *)c->shard;
 		free(c);
 	}
+	delivery_free(sh->dlv);
 	spool_close(sh->spool);
 	if (sh->wake_fd >= 0)
 		close(sh->wake_fd);
@@ -235,10 +240,17 @@ shard_commit(struct shard *sh, struct conn *c, char *rec, size_t len)
 }
 
 static void
-shard_spool_done(void *arg, uint64_t owner, uint64_t rec_off, int status)
+shard_spool_done(void *arg, const struct spool_done *d)
 {
-	(void)rec_off;
 	struct shard *sh = arg;
+	uint64_t owner = d->owner;
+	int status = d->status;
+	if (owner & DELIVERY_OWNER_BIT) {
+		delivery_spool_done(sh->dlv, d);
+		return;
+	}
+	if (status == 0 && sh->dlv)
+		delivery_accept(sh->dlv, d);
 	if (status == 0) {
 		atomic_fetch_add_explicit(&sh->stats.messages, 1, memory_order_relaxed);
 	} else if (log_start(LOG_ERROR, "spool_error")) {
@@ -438,6 +450,8 @@ shard_stop_begin(struct shard *sh)
 	}
 	log_msg(LOG_INFO, "stopping", "finishing %u connection(s), deadline %u s",
 		sh->used_slots, sh->cfg->shutdown_timeout);
+	if (sh->dlv)
+		delivery_stop(sh->dlv);
 	for (uint32_t i = 0; i < sh->nslots; i++)
 		if (sh->slots[i] && !sh->slots[i]->closing)
 			smtp_session_event(sh->slots[i], SMTP_EV_STOP, NULL, 0, 0);
@@ -470,6 +484,11 @@ shard_on_cqe(void *ctx, struct io_uring_cqe *cqe)
 	if (op == OP_SPOOL) {
 		spool_complete(sh->spool, &sh->loop.ring, loop_ud(OP_SPOOL, 0, 0), cqe,
 			       shard_spool_done, sh);
+		return;
+	}
+	if (op == OP_DNS || op == OP_DLV || op == OP_JOURNAL) {
+		if (sh->dlv)
+			delivery_complete(sh->dlv, cqe);
 		return;
 	}
 	if (op == OP_WAKE) {
@@ -512,6 +531,8 @@ shard_config_pickup(struct shard *sh)
 	if (gen == atomic_load_explicit(&sh->cfg_ack_gen, memory_order_relaxed))
 		return;
 	sh->cfg = atomic_load_explicit(&sh->cfg_next, memory_order_acquire);
+	if (sh->dlv)
+		delivery_config(sh->dlv, sh->cfg);
 	atomic_store_explicit(&sh->cfg_ack_gen, gen, memory_order_release);
 }
 
@@ -520,6 +541,8 @@ shard_before_wait(void *ctx)
 {
 	struct shard *sh = ctx;
 	shard_config_pickup(sh);
+	if (sh->dlv)
+		delivery_before_wait(sh->dlv);
 	if (sh->spool)
 		spool_flush(sh->spool, &sh->loop.ring, loop_ud(OP_SPOOL, 0, 0), shard_spool_done, sh);
 	/* One send per connection per turn, with every reply the turn produced. */
@@ -550,7 +573,59 @@ shard_start_report(struct shard *sh, int rc)
 static bool
 shard_finished(struct shard *sh)
 {
-	return sh->stopping && sh->used_slots == 0 && !(sh->spool && spool_busy(sh->spool));
+	return sh->stopping && sh->used_slots == 0 && !(sh->spool && spool_busy(sh->spool)) &&
+	       !(sh->dlv && delivery_busy(sh->dlv));
+}
+
+static uint64_t
+shard_qid_cb(void *arg)
+{
+	return shard_qid_next(arg);
+}
+
+static const char *
+shard_date_cb(void *arg)
+{
+	return shard_date(arg);
+}
+
+/* On the shard thread, once the loop is up: the delivery, and what recovery found for it. */
+static int
+shard_delivery_start(struct shard *sh)
+{
+	struct delivery_params dp = {
+	    .shard = sh->id,
+	    .mesh = sh->mesh,
+	    .loop = &sh->loop,
+	    .cfg = sh->cfg,
+	    .spool = sh->spool,
+	    .local = sh->local,
+	    .op_dns = OP_DNS,
+	    .op_out = OP_DLV,
+	    .op_journal = OP_JOURNAL,
+	    .qid_next = shard_qid_cb,
+	    .date = shard_date_cb,
+	    .arg = sh,
+	};
+	sh->dlv = delivery_new(&dp, sh->start_err, sizeof sh->start_err);
+	if (!sh->dlv)
+		return -EINVAL;
+	struct shard_recovered *r = sh->recovered;
+	if (r) {
+		for (uint32_t i = 0; i < r->nmsgs; i++)
+			delivery_adopt(sh->dlv, r->msgs[i]);
+		for (uint32_t i = 0; i < r->nsegs; i++)
+			delivery_adopt_segment(sh->dlv, r->segs[i].stream, r->segs[i].seq,
+					       r->segs[i].live);
+		r->nmsgs = 0;
+	}
+	return 0;
+}
+
+int
+shard_wake_fd(const struct shard *sh)
+{
+	return sh->wake_fd;
 }
 
 static void *
@@ -571,6 +646,13 @@ shard_main(void *arg)
 		return NULL;
 	}
 	sh->loop_ready = true;
+	if (sh->mesh && !sh->sink.enabled) {
+		rc = shard_delivery_start(sh);
+		if (rc < 0) {
+			shard_start_report(sh, rc);
+			return NULL;
+		}
+	}
 	for (unsigned i = 0; i < sh->nlisten; i++)
 		shard_accept_arm(sh, i);
 	shard_wake_arm(sh);

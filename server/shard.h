@@ -19,6 +19,21 @@
 
 struct config;
 struct shard;
+struct qmsg;
+struct delivery_mesh;
+struct dns_local;
+
+/* What start-up recovery found for one shard (its home messages and segments); the shard
+ * adopts the messages, main frees the arrays once shard_start returned. */
+struct shard_recovered {
+	struct qmsg **msgs;
+	uint32_t nmsgs, msgs_cap;
+	struct shard_recovered_seg {
+		uint8_t stream;
+		uint32_t seq, live;
+	} *segs;
+	uint32_t nsegs, segs_cap;
+};
 
 struct shard_sink {
 	bool enabled;
@@ -33,7 +48,13 @@ struct shard_params {
 	_Atomic uint32_t *next_seq; /* spool segment sequence, shared */
 	struct shard_sink sink;
 	uint64_t qid_floor_ms; /* queue ids start above this (from the spool's newest) */
+	struct delivery_mesh *mesh;    /* NULL: no delivery (sink mode, [deliver] enabled = no) */
+	const struct dns_local *local; /* this host's addresses (MX loop detection) */
+	struct shard_recovered *recovered;
 };
+
+/* The eventfd that wakes the shard (for the delivery mesh). */
+int shard_wake_fd(const struct shard *sh);
 
 /* The millisecond part of a queue id (see shard_qid_next). */
 #define SHARD_QID_MS(qid) ((qid) >> 24)

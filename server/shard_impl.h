@@ -22,6 +22,9 @@ enum shard_op {
 	OP_CLOSE,
 	OP_SPOOL,
 	OP_WAKE,
+	OP_DNS,     /* the delivery's resolver */
+	OP_DLV,     /* the delivery's outbound connections */
+	OP_JOURNAL, /* the delivery's completion logs */
 };
 
 struct shard {
@@ -50,6 +53,10 @@ struct shard {
 	uint32_t ndirty, dirty_cap;
 
 	struct spool *spool;
+	struct delivery *dlv;
+	struct delivery_mesh *mesh;
+	const struct dns_local *local;
+	struct shard_recovered *recovered;
 	_Atomic uint32_t *next_seq;
 	struct shard_sink sink;
 	uint64_t sink_rng;

@@ -2,14 +2,22 @@
 
 Use:   def test_x(ringmx): ringmx.port, ringmx.spool, ringmx.log()
 Or:    def test_y(ringmx_factory): srv = ringmx_factory(server={"max_recipients": 5})
+Sections: server=, spool=, accept=, deliver=, queue=, transport=, dns= (dicts of key: value),
+and extra={"domain gmail.test": {...}} for sections whose names are not Python names.
+Without deliver= the server delivers nothing ([deliver] enabled = no, the inbound tests);
+with it, enabled defaults to yes. maildir_root is always under the test's tmp dir (srv.maildir).
 Binaries come from $RINGMX_BIN (default: ./bin), so `make check-asan` runs the same tests
 against the sanitizer build.
+
+Outbound delivery: outbound_nsd (nsd serving dns/outbound.zone) and receivers (SMTP servers on
+127.0.0.X:25) are below; the helpers are in outbound.py.
 """
 import os
 import re
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -41,6 +49,24 @@ def wait_port(host, port, timeout=10.0, proc=None):
     raise RuntimeError("server did not listen on %s:%d" % (host, port))
 
 
+_knows_deliver = []
+
+
+def binary_knows_deliver():
+    """Whether this ringmx reads a [deliver] section (ringmx --check): before outbound delivery
+    it rejects the section as unknown, and the inbound tests must run against both."""
+    if not _knows_deliver:
+        with tempfile.TemporaryDirectory() as d:
+            conf = os.path.join(d, "probe.conf")
+            with open(conf, "w") as f:
+                f.write("[server]\nlisten = 127.0.0.1:25\n[spool]\ndir = %s/spool\n"
+                        "[deliver]\nenabled = no\nmaildir_root = %s/mail\n" % (d, d))
+            r = subprocess.run([os.path.join(BIN, "ringmx"), "--check", "-c", conf],
+                               capture_output=True, text=True, timeout=30)
+            _knows_deliver.append(r.returncode == 0)
+    return _knows_deliver[0]
+
+
 class Server:
     def __init__(self, tmp_path, sections):
         self.dir = tmp_path
@@ -62,6 +88,18 @@ class Server:
         spool.update(sections.get("spool", {}))
         accept.update(sections.get("accept", {}))
         self.sections = {"server": server, "spool": spool, "accept": accept}
+        # [deliver]: off unless the test asks for delivery; Maildirs always under tmp_path.
+        self.maildir = str(tmp_path / "mail")
+        if "deliver" in sections or binary_knows_deliver():
+            deliver = {"enabled": "yes" if "deliver" in sections else "no",
+                       "maildir_root": self.maildir}
+            deliver.update(sections.get("deliver") or {})
+            self.sections["deliver"] = deliver
+        for name in ("queue", "transport", "dns"):
+            if sections.get(name) is not None:
+                self.sections[name] = dict(sections[name])
+        for name, kv in (sections.get("extra") or {}).items():
+            self.sections[name] = dict(kv)
         self.write_config()
         self.proc = None
 
@@ -138,8 +176,16 @@ class Server:
         return recs
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keeps each phase's report on the test item, so fixtures can tell a failed test."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
 @pytest.fixture
-def ringmx_factory(tmp_path):
+def ringmx_factory(tmp_path, request):
     servers = []
 
     def make(**sections):
@@ -150,6 +196,11 @@ def ringmx_factory(tmp_path):
         return srv.start()
 
     yield make
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        for srv in servers:  # shown under "Captured stdout teardown"
+            print("---- %s (last 40 lines)\n%s" % (srv.logfile,
+                                                   "\n".join(srv.log().splitlines()[-40:])))
     for srv in servers:
         rc = srv.stop()
         # A server a test killed on purpose (SIGKILL) reports -9.
@@ -159,3 +210,47 @@ def ringmx_factory(tmp_path):
 @pytest.fixture
 def ringmx(ringmx_factory):
     return ringmx_factory()
+
+
+# ---- outbound delivery ------------------------------------------------------------------------
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "outbound: needs the outbound delivery engine (issue 5); deselect with "
+        "-m 'not outbound' while it is being written")
+
+
+@pytest.fixture(scope="session")
+def outbound_nsd(tmp_path_factory):
+    """nsd on a free loopback port serving tests/integration/dns/outbound.zone (out.test.);
+    .port for [dns] resolvers, .drill(TYPE, NAME) to ask it."""
+    import shutil
+    from outbound import Nsd
+    if shutil.which("nsd") is None:
+        pytest.fail("nsd is not installed (scripts/install-deps.sh --test)")
+    ns = Nsd(tmp_path_factory.mktemp("outbound-nsd")).start()
+    yield ns
+    ns.stop()
+
+
+@pytest.fixture
+def receivers():
+    """A factory for receivers, stopped after the test:
+        rcv = receivers(addr, pipelining=..., chunking=..., lmtp=...)   # outbound.Receiver
+        aio = receivers(addr, port, aio=True, lmtp=...)                # aiosmtpd
+    Started at once (start=False to leave it down). After the test, no Receiver may have
+    recorded a protocol violation by the client."""
+    from outbound import AioReceiver, Receiver
+    made = []
+
+    def make(host=None, port=25, aio=False, start=True, **kw):
+        rcv = AioReceiver(host, port, **kw) if aio else Receiver(host, port, **kw)
+        made.append(rcv)
+        return rcv.start() if start else rcv
+
+    yield make
+    for rcv in made:
+        rcv.stop()
+    bad = [v for rcv in made for v in getattr(rcv, "violations", [])]
+    assert not bad, "SMTP client violations seen by the receivers:\n" + "\n".join(bad)

@@ -133,6 +133,11 @@ Test(config, embedded_default_config_loads)
 	cr_assert(config_addr_may_relay(cfg, sa("::1")));
 	cr_assert_not(config_addr_may_relay(cfg, sa("192.0.2.1")));
 	cr_assert_null(cfg->recipients);
+	cr_assert(cfg->deliver_enabled);
+	cr_assert_eq(cfg->local_kind, CONFIG_LOCAL_MAILDIR);
+	cr_assert_str_eq(cfg->maildir_root, "./var/mail");
+	cr_assert_eq(cfg->relayhost.kind, CONFIG_HOP_MX, "other domains go by MX");
+	cr_assert_str_eq(cfg->control_socket, "./var/spool/ringmx.ctl");
 	config_free(cfg);
 }
 
@@ -181,6 +186,111 @@ Test(config, defaults_apply_when_keys_are_absent)
 	cr_assert_eq(cfg->dns_min_ttl, 0);
 	cr_assert_eq(cfg->dns_max_ttl, 86400);
 	cr_assert_eq(cfg->dns_cache_size, 10000);
+	config_free(cfg);
+}
+
+Test(config, delivery_defaults_apply_when_keys_are_absent)
+{
+	static const uint32_t retry[] = {60, 300, 900, 1800, 3600, 7200, 14400};
+	struct config *cfg = load("[server]\nhostname = mx.example.com\n");
+	const struct config_domain_policy *d = &cfg->policy_default;
+
+	cr_assert_str_eq(cfg->control_socket, "/var/spool/ringmx/ringmx.ctl");
+	cr_assert(cfg->deliver_enabled);
+	cr_assert_eq(cfg->local_kind, CONFIG_LOCAL_MAILDIR);
+	cr_assert_eq(cfg->local_hop.kind, CONFIG_HOP_MAILDIR);
+	cr_assert_str_eq(cfg->maildir_root, "./var/mail");
+	cr_assert_eq(cfg->relayhost.kind, CONFIG_HOP_MX);
+	cr_assert_str_eq(cfg->helo_name, "mx.example.com", "helo_name defaults to hostname");
+	cr_assert_eq(cfg->connect_timeout, 30);
+	cr_assert_eq(cfg->smtp_timeout, 300);
+	cr_assert_eq(cfg->idle_timeout, 5);
+	cr_assert_not(cfg->loopback_mx);
+	cr_assert_str_eq(d->pattern, "");
+	cr_assert_eq(d->max_connections, 20);
+	cr_assert_eq(d->max_messages_per_connection, 100);
+	cr_assert_eq(d->max_recipients, 100);
+	cr_assert_eq(d->rate_per_hour, 0);
+	cr_assert_eq(d->tls, CONFIG_TLS_OPTIONAL);
+	cr_assert_eq(cfg->nretry, 7);
+	cr_assert_arr_eq(cfg->retry, retry, sizeof retry);
+	cr_assert_eq(cfg->max_lifetime, 5 * 86400);
+	cr_assert_eq(cfg->warn_after, 0);
+	cr_assert_not(cfg->hold);
+	cr_assert_eq(cfg->ntransports, 0);
+	cr_assert_null(cfg->transports);
+	cr_assert_eq(cfg->npolicies, 0);
+	cr_assert_null(cfg->policies);
+	cr_assert_null(config_transport_find(cfg, "example.org"));
+	cr_assert_eq(config_policy_find(cfg, "example.org"), d);
+	config_free(cfg);
+}
+
+Test(config, helo_name_default_follows_the_machine_name_when_hostname_is_unset)
+{
+	char host[256] = "";
+	struct config *cfg = load("");
+
+	gethostname(host, sizeof host - 1);
+	cr_assert_str_eq(cfg->helo_name, host);
+	config_free(cfg);
+}
+
+Test(config, every_delivery_key_is_read)
+{
+	static const uint32_t retry[] = {30, 120, 3600, 86400};
+	struct config *cfg = load("[server]\n"
+				  "hostname = mx1.example.com\n"
+				  "control_socket = /run/ringmx/ctl\n"
+				  "[deliver]\n"
+				  "enabled = no\n"
+				  "local = lmtp:unix:/run/dovecot/lmtp\n"
+				  "maildir_root = /srv/mail\n"
+				  "relayhost = [smarthost.example.net]:587\n"
+				  "helo_name = out.example.com\n"
+				  "connect_timeout = 1m\n"
+				  "smtp_timeout = 1h\n"
+				  "idle_timeout = 0\n"
+				  "loopback_mx = yes\n"
+				  "max_connections = 7\n"
+				  "max_messages_per_connection = 1000000\n"
+				  "max_recipients = 50\n"
+				  "rate = 50/s\n"
+				  "tls = required\n"
+				  "[queue]\n"
+				  "retry = 30s 2m, 1h\t1d\n"
+				  "max_lifetime = 2d\n"
+				  "warn_after = 4h\n"
+				  "hold = yes\n");
+	const struct config_domain_policy *d = &cfg->policy_default;
+
+	cr_assert_str_eq(cfg->control_socket, "/run/ringmx/ctl");
+	cr_assert_not(cfg->deliver_enabled);
+	cr_assert_eq(cfg->local_kind, CONFIG_LOCAL_LMTP);
+	cr_assert_eq(cfg->local_hop.kind, CONFIG_HOP_LMTP);
+	cr_assert(cfg->local_hop.unix_socket);
+	cr_assert_str_eq(cfg->local_hop.host, "/run/dovecot/lmtp");
+	cr_assert_str_eq(cfg->maildir_root, "/srv/mail");
+	cr_assert_eq(cfg->relayhost.kind, CONFIG_HOP_SMTP);
+	cr_assert_str_eq(cfg->relayhost.host, "smarthost.example.net");
+	cr_assert_eq(cfg->relayhost.port, 587);
+	cr_assert(cfg->relayhost.no_mx);
+	cr_assert_str_eq(cfg->helo_name, "out.example.com");
+	cr_assert_str_eq(cfg->hostname, "mx1.example.com");
+	cr_assert_eq(cfg->connect_timeout, 60);
+	cr_assert_eq(cfg->smtp_timeout, 3600);
+	cr_assert_eq(cfg->idle_timeout, 0);
+	cr_assert(cfg->loopback_mx);
+	cr_assert_eq(d->max_connections, 7);
+	cr_assert_eq(d->max_messages_per_connection, 1000000);
+	cr_assert_eq(d->max_recipients, 50);
+	cr_assert_eq(d->rate_per_hour, 180000);
+	cr_assert_eq(d->tls, CONFIG_TLS_REQUIRED);
+	cr_assert_eq(cfg->nretry, 4);
+	cr_assert_arr_eq(cfg->retry, retry, sizeof retry);
+	cr_assert_eq(cfg->max_lifetime, 2 * 86400);
+	cr_assert_eq(cfg->warn_after, 4 * 3600);
+	cr_assert(cfg->hold);
 	config_free(cfg);
 }
 
@@ -468,6 +578,72 @@ static const struct bad bad_values[] = {
     {"dns", "cache_size", "0", "\"0\" is out of range, expected 1 to 16777216"},
     {"dns", "cache_size", "16777217", "out of range"},
     {"dns", "cache_size", "10k", "expected a positive integer"},
+    {"deliver", "enabled", "maybe", "expected yes or no"},
+    {"deliver", "local", "smtp:[192.0.2.1]:25",
+     "expected maildir, discard, lmtp:unix:PATH or lmtp:HOST:PORT, got \"smtp:[192.0.2.1]:25\""},
+    {"deliver", "local", "mbox", "expected maildir, discard, lmtp:unix:PATH or lmtp:HOST:PORT"},
+    {"deliver", "local", "", "expected maildir, discard"},
+    {"deliver", "local", "lmtp:mail.example", "\"lmtp:mail.example\": no port"},
+    {"deliver", "local", "lmtp:unix:", "no socket path after lmtp:unix:"},
+    {"deliver", "local", "lmtp:[::1]:0", "the port is not 1 to 65535"},
+    {"deliver", "local", "lmtp:::1:24", "an IPv6 address needs brackets"},
+    {"deliver", "maildir_root", "", "expected a path, got \"\""},
+    {"deliver", "relayhost", "", "\"\" is not HOST[:PORT] or [HOST][:PORT]: no host"},
+    {"deliver", "relayhost", "smart_host.example:25", "not a host name or an IP address"},
+    {"deliver", "relayhost", "::1", "an IPv6 address needs brackets"},
+    {"deliver", "relayhost", "[::1", "'[' without ']'"},
+    {"deliver", "relayhost", "[::1]25", "expected :PORT or nothing after ']'"},
+    {"deliver", "relayhost", "smarthost:65536", "the port is not 1 to 65535"},
+    {"deliver", "relayhost", "smarthost:", "the port is not 1 to 65535"},
+    {"deliver", "relayhost", "256.0.0.1", "not a host name or an IP address"},
+    {"deliver", "relayhost", "[fe80::1%eth0]:25", "not a host name or an IP address"},
+    {"deliver", "helo_name", "out_1.example.com", "expected a host name"},
+    {"deliver", "helo_name", "", "expected a host name"},
+    {"deliver", "connect_timeout", "0", "\"0\" is out of range, expected 1 to 3600 seconds"},
+    {"deliver", "connect_timeout", "2h", "\"2h\" is out of range"},
+    {"deliver", "smtp_timeout", "3601", "out of range, expected 1 to 3600 seconds"},
+    {"deliver", "smtp_timeout", "5d", "expected a duration in seconds"},
+    {"deliver", "idle_timeout", "61m", "out of range, expected 0 to 3600 seconds"},
+    {"deliver", "idle_timeout", "-1", "expected a duration in seconds"},
+    {"deliver", "loopback_mx", "sometimes", "expected yes or no"},
+    {"deliver", "max_connections", "0", "\"0\" is out of range, expected 1 to 10000"},
+    {"deliver", "max_connections", "10001", "out of range"},
+    {"deliver", "max_messages_per_connection", "0", "expected 1 to 1000000"},
+    {"deliver", "max_messages_per_connection", "1000001", "out of range"},
+    {"deliver", "max_recipients", "0", "\"0\" is out of range, expected 1 to 100000"},
+    {"deliver", "max_recipients", "100001", "out of range"},
+    {"deliver", "rate", "50", "expected 0 (no limit) or messages per time, like 50/s, 600/m or "
+			      "1000/h, got \"50\""},
+    {"deliver", "rate", "", "expected 0 (no limit) or messages per time"},
+    {"deliver", "rate", "50/d", "expected 0 (no limit) or messages per time"},
+    {"deliver", "rate", "/s", "expected 0 (no limit) or messages per time"},
+    {"deliver", "rate", "50/", "expected 0 (no limit) or messages per time"},
+    {"deliver", "rate", "50/ss", "expected 0 (no limit) or messages per time"},
+    {"deliver", "rate", "-1/s", "expected 0 (no limit) or messages per time"},
+    {"deliver", "rate", "1.5/s", "expected 0 (no limit) or messages per time"},
+    {"deliver", "rate", "5 /s", "expected 0 (no limit) or messages per time"},
+    {"deliver", "rate", "00", "expected 0 (no limit) or messages per time"},
+    {"deliver", "rate", "0/s", "\"0/s\" is out of range, expected 1/h to 1000000/s (or 0)"},
+    {"deliver", "rate", "1000001/s", "\"1000001/s\" is out of range"},
+    {"deliver", "rate", "60000001/m", "is out of range"},
+    {"deliver", "rate", "3600000001/h", "is out of range"},
+    {"deliver", "rate", "99999999999999999999999/h", "is out of range"},
+    {"deliver", "tls", "maybe", "expected optional or required, got \"maybe\""},
+    {"queue", "retry", "", "expected at least one duration"},
+    {"queue", "retry", " , ", "expected at least one duration"},
+    {"queue", "retry", "1m 5x", "\"5x\" is not a duration (like 90s, 30m, 4h, 5d)"},
+    {"queue", "retry", "1m -5m", "\"-5m\" is not a duration"},
+    {"queue", "retry", "1m 1h30m", "\"1h30m\" is not a duration"},
+    {"queue", "retry", "5m 0", "\"0\" is out of range, expected 1s to 30d"},
+    {"queue", "retry", "31d", "\"31d\" is out of range, expected 1s to 30d"},
+    {"queue", "retry", "2592001", "is out of range"},
+    {"queue", "retry", "1m 99999999999999999999999", "is out of range"},
+    {"queue", "max_lifetime", "0", "\"0\" is out of range, expected 1s to 365d"},
+    {"queue", "max_lifetime", "366d", "out of range"},
+    {"queue", "max_lifetime", "1w", "expected a duration (like 90s, 30m, 4h, 5d), got \"1w\""},
+    {"queue", "warn_after", "1y", "expected a duration"},
+    {"queue", "warn_after", "8761h", "\"8761h\" is out of range, expected 0 to 365d"},
+    {"queue", "hold", "perhaps", "expected yes or no"},
 };
 
 Test(config, bad_values_are_rejected_for_every_typed_key)
@@ -974,6 +1150,634 @@ Test(config, a_million_recipients_load_and_look_up, .timeout = 60)
 	remove_tmpdir();
 }
 
+/* ---- [server] control_socket ------------------------------------------------------------ */
+
+Test(config, control_socket_defaults_to_the_spool_directory)
+{
+	struct config *cfg = load("[spool]\ndir = /srv/spool\n");
+
+	cr_assert_str_eq(cfg->control_socket, "/srv/spool/ringmx.ctl");
+	config_free(cfg);
+	cfg = load("[spool]\ndir = /srv/spool/\n[server]\ncontrol_socket =\n");
+	cr_assert_str_eq(cfg->control_socket, "/srv/spool/ringmx.ctl", "empty means the default");
+	config_free(cfg);
+	cfg = load("[spool]\ndir = var/spool\n");
+	cr_assert_str_eq(cfg->control_socket, "var/spool/ringmx.ctl", "relative, like dir");
+	config_free(cfg);
+	cfg = load("[server]\ncontrol_socket = ctl.sock\n[spool]\ndir = /srv/spool\n");
+	cr_assert_str_eq(cfg->control_socket, "ctl.sock");
+	config_free(cfg);
+}
+
+Test(config, control_socket_must_fit_in_a_unix_socket_address)
+{
+	char path[200], text[400], want[600];
+	struct config *cfg;
+
+	/* 107 bytes fit (sun_path is 108 with its NUL), 108 do not */
+	memset(path, 'a', sizeof path);
+	path[0] = '/';
+	path[107] = '\0';
+	snprintf(text, sizeof text, "[server]\ncontrol_socket = %s\n", path);
+	cfg = load(text);
+	cr_assert_str_eq(cfg->control_socket, path);
+	config_free(cfg);
+	path[107] = 'a';
+	path[108] = '\0';
+	snprintf(text, sizeof text, "[server]\nmax_errors = 3\ncontrol_socket = %s\n", path);
+	assert_error(text, "test.conf:3: [server] control_socket: path is longer than 107 bytes "
+			   "(a unix socket's limit)");
+
+	/* the default: dir + "/ringmx.ctl" (11 bytes) must fit too */
+	path[96] = '\0';
+	snprintf(text, sizeof text, "[spool]\ndir = %s\n", path);
+	cfg = load(text);
+	cr_assert_eq(strlen(cfg->control_socket), 107);
+	config_free(cfg);
+	path[96] = 'a';
+	path[97] = '\0';
+	snprintf(text, sizeof text, "[server]\nmax_errors = 3\n[spool]\n\ndir = %s\n", path);
+	snprintf(want, sizeof want,
+		 "test.conf:5: [server] control_socket: the default, [spool] dir + "
+		 "\"/ringmx.ctl\", is longer than 107 bytes (a unix socket's limit); set "
+		 "control_socket to a shorter path");
+	assert_error(text, want);
+	snprintf(text, sizeof text, "[server]\ncontrol_socket = /run/ringmx.ctl\n[spool]\ndir = %s\n",
+		 path);
+	cfg = load(text);
+	cr_assert_str_eq(cfg->control_socket, "/run/ringmx.ctl", "a long dir is fine when set");
+	config_free(cfg);
+}
+
+/* ---- [deliver] --------------------------------------------------------------------------- */
+
+Test(config, local_delivery_forms_are_read)
+{
+	static const struct {
+		const char *text;
+		enum config_local_kind kind;
+		enum config_hop_kind hop;
+		const char *host;
+		unsigned port;
+	} forms[] = {
+	    {"maildir", CONFIG_LOCAL_MAILDIR, CONFIG_HOP_MAILDIR, "", 0},
+	    {"MAILDIR", CONFIG_LOCAL_MAILDIR, CONFIG_HOP_MAILDIR, "", 0},
+	    {"discard", CONFIG_LOCAL_DISCARD, CONFIG_HOP_DISCARD, "", 0},
+	    {"lmtp:unix:/run/dovecot/lmtp", CONFIG_LOCAL_LMTP, CONFIG_HOP_LMTP, "/run/dovecot/lmtp",
+	     0},
+	    {"lmtp:127.0.0.1:24", CONFIG_LOCAL_LMTP, CONFIG_HOP_LMTP, "127.0.0.1", 24},
+	    {"lmtp:[::1]:24", CONFIG_LOCAL_LMTP, CONFIG_HOP_LMTP, "::1", 24},
+	    {"lmtp:Imap.Example.com:2424", CONFIG_LOCAL_LMTP, CONFIG_HOP_LMTP, "imap.example.com",
+	     2424},
+	};
+
+	for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+		char text[128];
+		struct config *cfg;
+
+		snprintf(text, sizeof text, "[deliver]\nlocal = %s\n", forms[i].text);
+		cfg = load(text);
+		cr_assert_eq(cfg->local_kind, forms[i].kind, "%s", forms[i].text);
+		cr_assert_eq(cfg->local_hop.kind, forms[i].hop, "%s", forms[i].text);
+		cr_assert_str_eq(cfg->local_hop.host, forms[i].host, "%s", forms[i].text);
+		cr_assert_eq(cfg->local_hop.port, forms[i].port, "%s", forms[i].text);
+		config_free(cfg);
+	}
+}
+
+Test(config, relayhost_forms_are_read)
+{
+	static const struct {
+		const char *text, *host;
+		unsigned port;
+		bool no_mx;
+	} forms[] = {
+	    {"smarthost.example.net", "smarthost.example.net", 25, false},
+	    {"SmartHost.Example.NET:587", "smarthost.example.net", 587, false},
+	    {"[smarthost.example.net]", "smarthost.example.net", 25, true},
+	    {"[smarthost.example.net]:587", "smarthost.example.net", 587, true},
+	    {"[192.0.2.25]:587", "192.0.2.25", 587, true},
+	    {"192.0.2.25", "192.0.2.25", 25, true},
+	    {"[::1]:25", "::1", 25, true},
+	    {"[2001:db8::25]", "2001:db8::25", 25, true},
+	    {"smtp:[10.0.0.5]:2525", "10.0.0.5", 2525, true},
+	};
+
+	for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+		char text[128];
+		struct config *cfg;
+
+		snprintf(text, sizeof text, "[deliver]\nrelayhost = %s\n", forms[i].text);
+		cfg = load(text);
+		cr_assert_eq(cfg->relayhost.kind, CONFIG_HOP_SMTP, "%s", forms[i].text);
+		cr_assert_str_eq(cfg->relayhost.host, forms[i].host, "%s", forms[i].text);
+		cr_assert_eq(cfg->relayhost.port, forms[i].port, "%s", forms[i].text);
+		cr_assert_eq(cfg->relayhost.no_mx, forms[i].no_mx, "%s", forms[i].text);
+		config_free(cfg);
+	}
+}
+
+Test(config, rate_forms_are_stored_per_hour)
+{
+	static const struct {
+		const char *text;
+		uint32_t per_hour;
+	} rates[] = {
+	    {"0", 0},	       {"50/s", 180000},	    {"600/m", 36000},
+	    {"1000/h", 1000},  {"1/h", 1},		    {"1/m", 60},
+	    {"007/s", 25200},  {"1000000/s", 3600000000u}, {"60000000/m", 3600000000u},
+	    {"3600000000/h", 3600000000u},
+	};
+
+	for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++) {
+		char text[128];
+		struct config *cfg;
+
+		snprintf(text, sizeof text, "[deliver]\nrate = %s\n[domain example.org]\nrate = %s\n",
+			 rates[i].text, rates[i].text);
+		cfg = load(text);
+		cr_assert_eq(cfg->policy_default.rate_per_hour, rates[i].per_hour, "%s",
+			     rates[i].text);
+		cr_assert_eq(cfg->policies[0].rate_per_hour, rates[i].per_hour, "%s",
+			     rates[i].text);
+		config_free(cfg);
+	}
+}
+
+/* ---- [queue] ----------------------------------------------------------------------------- */
+
+Test(config, durations_in_queue_take_days)
+{
+	static const struct {
+		const char *text;
+		uint64_t seconds;
+	} forms[] = {
+	    {"1", 1}, {"1s", 1}, {"90m", 5400}, {"36h", 129600}, {"5d", 432000}, {"365d", 31536000},
+	};
+
+	for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+		char text[128];
+		struct config *cfg;
+
+		snprintf(text, sizeof text, "[queue]\nmax_lifetime = %s\nretry = %s\n", forms[i].text,
+			 forms[i].seconds <= 30 * 86400 ? forms[i].text : "1m");
+		cfg = load(text);
+		cr_assert_eq(cfg->max_lifetime, forms[i].seconds, "%s", forms[i].text);
+		if (forms[i].seconds <= 30 * 86400)
+			cr_assert_eq(cfg->retry[0], forms[i].seconds, "%s", forms[i].text);
+		config_free(cfg);
+	}
+}
+
+Test(config, retry_list_takes_up_to_thirty_two_steps)
+{
+	char text[1024] = "[queue]\nretry =";
+	struct config *cfg;
+
+	for (int i = 1; i <= CONFIG_RETRY_MAX; i++)
+		sprintf(text + strlen(text), " %dm", i);
+	cfg = load(text);
+	cr_assert_eq(cfg->nretry, CONFIG_RETRY_MAX);
+	cr_assert_eq(cfg->retry[0], 60);
+	cr_assert_eq(cfg->retry[CONFIG_RETRY_MAX - 1], CONFIG_RETRY_MAX * 60);
+	config_free(cfg);
+	strcat(text, " 1d\n");
+	assert_error(text, "test.conf:2: [queue] retry: more than 32 steps");
+	cfg = load("[queue]\nretry = 1d 30d\n");
+	cr_assert_eq(cfg->nretry, 2);
+	cr_assert_eq(cfg->retry[1], 30 * 86400);
+	config_free(cfg);
+}
+
+Test(config, retry_delay_repeats_the_last_step)
+{
+	struct config *cfg = load("");
+
+	cr_assert_eq(config_retry_delay(cfg, 1), 60);
+	cr_assert_eq(config_retry_delay(cfg, 2), 300);
+	cr_assert_eq(config_retry_delay(cfg, 7), 14400);
+	cr_assert_eq(config_retry_delay(cfg, 8), 14400);
+	cr_assert_eq(config_retry_delay(cfg, 1000000), 14400);
+	config_free(cfg);
+	cfg = load("[queue]\nretry = 10m\n");
+	cr_assert_eq(config_retry_delay(cfg, 1), 600);
+	cr_assert_eq(config_retry_delay(cfg, 5), 600);
+	config_free(cfg);
+}
+
+Test(config, warn_after_must_be_shorter_than_max_lifetime)
+{
+	struct config *cfg;
+
+	assert_error("[queue]\nmax_lifetime = 1d\nwarn_after = 24h\n",
+		     "test.conf:3: [queue] warn_after (86400 s) is not shorter than max_lifetime "
+		     "(86400 s)");
+	assert_error("[queue]\nwarn_after = 6d\n",
+		     "test.conf:2: [queue] warn_after (518400 s) is not shorter than max_lifetime "
+		     "(432000 s)");
+	assert_error("[queue]\nwarn_after = 2h\n\nmax_lifetime = 1h\n",
+		     "test.conf:4: [queue] warn_after (7200 s) is not shorter than max_lifetime "
+		     "(3600 s)");
+	cfg = load("[queue]\nwarn_after = 6d\nmax_lifetime = 7d\n");
+	cr_assert_eq(cfg->warn_after, 6 * 86400);
+	config_free(cfg);
+	cfg = load("[queue]\nwarn_after = 0\nmax_lifetime = 1s\n");
+	cr_assert_eq(cfg->warn_after, 0, "0 is off, whatever max_lifetime is");
+	config_free(cfg);
+}
+
+/* ---- Next hops --------------------------------------------------------------------------- */
+
+Test(config, hop_parse_reads_every_kind)
+{
+	static const struct {
+		const char *text;
+		enum config_hop_kind kind;
+		bool unix_socket, no_mx;
+		const char *host;
+		unsigned port;
+		const char *canonical;
+	} hops[] = {
+	    {"smtp:[10.0.0.5]:25", CONFIG_HOP_SMTP, false, true, "10.0.0.5", 25,
+	     "smtp:[10.0.0.5]:25"},
+	    {"smtp:[10.0.0.5]", CONFIG_HOP_SMTP, false, true, "10.0.0.5", 25, "smtp:[10.0.0.5]:25"},
+	    {"smtp:10.0.0.5:2525", CONFIG_HOP_SMTP, false, true, "10.0.0.5", 2525,
+	     "smtp:[10.0.0.5]:2525"},
+	    {"smtp:[mx.example]:2525", CONFIG_HOP_SMTP, false, true, "mx.example", 2525,
+	     "smtp:[mx.example]:2525"},
+	    {"smtp:host.example", CONFIG_HOP_SMTP, false, false, "host.example", 25,
+	     "smtp:host.example:25"},
+	    {"SMTP:Host.Example:587", CONFIG_HOP_SMTP, false, false, "host.example", 587,
+	     "smtp:host.example:587"},
+	    {"smtp:[2001:db8::25]:25", CONFIG_HOP_SMTP, false, true, "2001:db8::25", 25,
+	     "smtp:[2001:db8::25]:25"},
+	    {"smtp:localhost", CONFIG_HOP_SMTP, false, false, "localhost", 25, "smtp:localhost:25"},
+	    {"lmtp:unix:/run/dovecot/lmtp", CONFIG_HOP_LMTP, true, false, "/run/dovecot/lmtp", 0,
+	     "lmtp:unix:/run/dovecot/lmtp"},
+	    {"lmtp:unix:relative/sock", CONFIG_HOP_LMTP, true, false, "relative/sock", 0,
+	     "lmtp:unix:relative/sock"},
+	    {"lmtp:imap.example:24", CONFIG_HOP_LMTP, false, true, "imap.example", 24,
+	     "lmtp:imap.example:24"},
+	    {"lmtp:[imap.example]:24", CONFIG_HOP_LMTP, false, true, "imap.example", 24,
+	     "lmtp:imap.example:24"},
+	    {"lmtp:[::1]:24", CONFIG_HOP_LMTP, false, true, "::1", 24, "lmtp:[::1]:24"},
+	    {"lmtp:127.0.0.1:24", CONFIG_HOP_LMTP, false, true, "127.0.0.1", 24,
+	     "lmtp:127.0.0.1:24"},
+	    {"maildir", CONFIG_HOP_MAILDIR, false, false, "", 0, "maildir"},
+	    {"Discard", CONFIG_HOP_DISCARD, false, false, "", 0, "discard"},
+	};
+
+	for (size_t i = 0; i < sizeof hops / sizeof hops[0]; i++) {
+		struct config_hop h, again;
+		char text[300];
+
+		cr_assert_eq(config_hop_parse(hops[i].text, &h), 0, "%s", hops[i].text);
+		cr_assert_eq(h.kind, hops[i].kind, "%s", hops[i].text);
+		cr_assert_eq(h.unix_socket, hops[i].unix_socket, "%s", hops[i].text);
+		cr_assert_eq(h.no_mx, hops[i].no_mx, "%s", hops[i].text);
+		cr_assert_str_eq(h.host, hops[i].host, "%s", hops[i].text);
+		cr_assert_eq(h.port, hops[i].port, "%s", hops[i].text);
+
+		/* and back: the text is canonical, and parses to the same hop */
+		config_hop_text(&h, text, sizeof text);
+		cr_assert_str_eq(text, hops[i].canonical, "%s", hops[i].text);
+		cr_assert_eq(config_hop_parse(text, &again), 0, "%s", text);
+		cr_assert_eq(memcmp(&h, &again, sizeof h), 0, "%s round trip", hops[i].text);
+	}
+}
+
+Test(config, hop_parse_rejects_garbage)
+{
+	static const char *const bad[] = {
+	    "",
+	    "smtp",
+	    "smtp:",
+	    "smtp:[]:25",
+	    "smtp:[10.0.0.5",
+	    "smtp:[10.0.0.5]25",
+	    "smtp:[10.0.0.5]:0",
+	    "smtp:[10.0.0.5]:65536",
+	    "smtp:[10.0.0.5]:",
+	    "smtp:host.example:25x",
+	    "smtp:2001:db8::25",
+	    "smtp:host_name.example",
+	    "smtp:256.1.1.1",
+	    "smtp:host..example",
+	    "smtp: host.example",
+	    "lmtp:imap.example",
+	    "lmtp:[::1]",
+	    "lmtp:unix:",
+	    "lmtp:",
+	    "esmtp:host.example",
+	    "maildir:/var/mail",
+	    "relay",
+	    "mx",
+	};
+	struct config_hop h;
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		cr_assert_eq(config_hop_parse(bad[i], &h), -EINVAL, "\"%s\"", bad[i]);
+		cr_assert_eq(h.kind, CONFIG_HOP_MX, "a failed parse leaves a zeroed hop");
+	}
+}
+
+Test(config, hop_parse_bounds_names_and_socket_paths)
+{
+	char text[400];
+	struct config_hop h;
+
+	strcpy(text, "lmtp:unix:/");
+	memset(text + 11, 'p', 106);
+	text[117] = '\0';
+	cr_assert_eq(config_hop_parse(text, &h), 0, "107 bytes fit in sun_path");
+	cr_assert_eq(strlen(h.host), 107);
+	strcat(text, "p");
+	cr_assert_eq(config_hop_parse(text, &h), -EINVAL, "108 do not");
+
+	/* a 253-character name fits; 254 do not */
+	strcpy(text, "smtp:");
+	for (int i = 0; i < 4; i++)
+		strcat(text, i ? ".aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+			       : "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	cr_assert_eq(strlen(text + 5), 253);
+	cr_assert_eq(config_hop_parse(text, &h), 0);
+	strcat(text, "a");
+	cr_assert_eq(config_hop_parse(text, &h), -EINVAL);
+}
+
+Test(config, hop_text_writes_mx_routing_and_cuts_to_the_buffer)
+{
+	struct config_hop h = {.kind = CONFIG_HOP_MX};
+	char text[16];
+
+	config_hop_text(&h, text, sizeof text);
+	cr_assert_str_eq(text, "mx");
+	cr_assert_eq(config_hop_parse("smtp:[192.0.2.25]:2525", &h), 0);
+	config_hop_text(&h, text, 10);
+	cr_assert_str_eq(text, "smtp:[192");
+}
+
+/* ---- [transport] -------------------------------------------------------------------------- */
+
+Test(config, transport_entries_are_read_in_file_order)
+{
+	struct config *cfg = load("[transport]\n"
+				  "Example.ORG. = smtp:[10.0.0.5]:25\n"
+				  "*.example.org = lmtp:unix:/run/lmtp\n"
+				  "[deliver]\n"
+				  "enabled = yes\n"
+				  "[transport]\n"
+				  "localhost = maildir\n"
+				  "null.test = discard\n"
+				  "mx.test = smtp:mx.example\n");
+
+	cr_assert_eq(cfg->ntransports, 5);
+	cr_assert_str_eq(cfg->transports[0].pattern, "example.org");
+	cr_assert_eq(cfg->transports[0].hop.kind, CONFIG_HOP_SMTP);
+	cr_assert_str_eq(cfg->transports[0].hop.host, "10.0.0.5");
+	cr_assert_str_eq(cfg->transports[1].pattern, "*.example.org");
+	cr_assert_eq(cfg->transports[1].hop.kind, CONFIG_HOP_LMTP);
+	cr_assert_str_eq(cfg->transports[2].pattern, "localhost");
+	cr_assert_eq(cfg->transports[2].hop.kind, CONFIG_HOP_MAILDIR);
+	cr_assert_eq(cfg->transports[3].hop.kind, CONFIG_HOP_DISCARD);
+	cr_assert_eq(cfg->transports[4].hop.kind, CONFIG_HOP_SMTP);
+	cr_assert_not(cfg->transports[4].hop.no_mx);
+	cr_assert_str_eq(cfg->transports[4].hop.host, "mx.example");
+	config_free(cfg);
+}
+
+Test(config, bad_transport_entries_name_the_file_line_and_domain)
+{
+	static const struct {
+		const char *line, *want;
+	} bad[] = {
+	    {"example.org = smtp:[10.0.0.5",
+	     "test.conf:3: [transport] example.org: \"smtp:[10.0.0.5\": '[' without ']'"},
+	    {"example.org = smtp:", "test.conf:3: [transport] example.org: \"smtp:\": no host"},
+	    {"example.org = lmtp:imap.example",
+	     "test.conf:3: [transport] example.org: \"lmtp:imap.example\": no port (LMTP has no "
+	     "default port: lmtp:HOST:PORT)"},
+	    {"Example.org = relay:x",
+	     "test.conf:3: [transport] example.org: \"relay:x\": expected smtp:HOST[:PORT], "
+	     "lmtp:HOST:PORT, lmtp:unix:PATH, maildir or discard"},
+	    {"*.example.org = smtp:[::1]:99999",
+	     "test.conf:3: [transport] *.example.org: \"smtp:[::1]:99999\": the port is not 1 to "
+	     "65535"},
+	    {"example.org =", "test.conf:3: [transport] example.org: \"\": expected smtp:"},
+	    {"exa_mple.org = maildir",
+	     "test.conf:3: [transport] exa_mple.org: expected a domain name or *.domain as the "
+	     "key"},
+	    {"* = maildir", "test.conf:3: [transport] *: expected a domain name or *.domain"},
+	    {"*. = maildir", "test.conf:3: [transport] *.: expected a domain name"},
+	    {"**.example.org = maildir", "test.conf:3: [transport] **.example.org: expected"},
+	    {"*example.org = maildir", "test.conf:3: [transport] *example.org: expected"},
+	    {"a.*.example.org = maildir", "test.conf:3: [transport] a.*.example.org: expected"},
+	    {"example..org = maildir", "test.conf:3: [transport] example..org: expected"},
+	};
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char text[256];
+
+		snprintf(text, sizeof text, "[transport]\na.test = discard\n%s\n", bad[i].line);
+		assert_error_has(text, bad[i].want);
+		cr_assert_eq(strncmp(err, bad[i].want, strlen(bad[i].want)), 0, "%s", err);
+	}
+}
+
+Test(config, duplicate_transport_key_is_an_error)
+{
+	assert_error("[transport]\nexample.org = discard\n[queue]\nhold = no\n[transport]\n"
+		     "EXAMPLE.org. = maildir\n",
+		     "test.conf:6: duplicate key \"EXAMPLE.org.\" in [transport] (first set on "
+		     "line 2)");
+	assert_error("[transport]\n*.example.org = discard\n*.Example.org = discard\n",
+		     "test.conf:3: duplicate key \"*.Example.org\" in [transport] (first set on "
+		     "line 2)");
+}
+
+Test(config, transport_lookup_prefers_exact_names_then_the_longest_pattern)
+{
+	struct config *cfg = load("[transport]\n"
+				  "*.org = smtp:[192.0.2.1]:25\n"
+				  "*.example.org = smtp:[192.0.2.2]:25\n"
+				  "*.deep.example.org = smtp:[192.0.2.3]:25\n"
+				  "deep.example.org = smtp:[192.0.2.4]:25\n"
+				  "example.org = smtp:[192.0.2.5]:25\n");
+	static const struct {
+		const char *domain, *host;
+	} cases[] = {
+	    {"example.org", "192.0.2.5"},	  /* exact, though *.org matches too */
+	    {"a.example.org", "192.0.2.2"},	  /* the longer of *.example.org and *.org */
+	    {"deep.example.org", "192.0.2.4"},	  /* exact beats *.example.org */
+	    {"x.deep.example.org", "192.0.2.3"},  /* the longest pattern */
+	    {"y.x.deep.example.org", "192.0.2.3"}, /* patterns match at any depth */
+	    {"other.org", "192.0.2.1"},
+	    {"EXAMPLE.Org.", "192.0.2.5"}, /* any case, one trailing dot */
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const struct config_transport *t = config_transport_find(cfg, cases[i].domain);
+
+		cr_assert_not_null(t, "%s", cases[i].domain);
+		cr_assert_str_eq(t->hop.host, cases[i].host, "%s", cases[i].domain);
+	}
+	cr_assert_null(config_transport_find(cfg, "org"), "*.org is subdomains only");
+	cr_assert_null(config_transport_find(cfg, "example.com"));
+	cr_assert_null(config_transport_find(cfg, "xorg"), "a pattern matches whole labels");
+	cr_assert_null(config_transport_find(cfg, ""));
+	config_free(cfg);
+}
+
+Test(config, transport_pattern_matches_subdomains_only)
+{
+	struct config *cfg = load("[transport]\n*.example.org = discard\n");
+
+	cr_assert_not_null(config_transport_find(cfg, "mail.example.org"));
+	cr_assert_null(config_transport_find(cfg, "example.org"));
+	cr_assert_null(config_transport_find(cfg, "badexample.org"));
+	cr_assert_null(config_transport_find(cfg, ".example.org"));
+	config_free(cfg);
+}
+
+/* ---- [domain NAME] ------------------------------------------------------------------------ */
+
+Test(config, domain_sections_inherit_unset_keys_from_deliver_wherever_it_is)
+{
+	static const char *const texts[] = {
+	    /* [deliver] before */
+	    "[deliver]\nmax_connections = 5\nmax_messages_per_connection = 6\n"
+	    "max_recipients = 7\nrate = 8/h\ntls = required\n"
+	    "[domain gmail.com]\nmax_connections = 2\n[domain *.Example.COM.]\n",
+	    /* [deliver] after */
+	    "[domain gmail.com]\nmax_connections = 2\n[domain *.Example.COM.]\n"
+	    "[deliver]\nmax_connections = 5\nmax_messages_per_connection = 6\n"
+	    "max_recipients = 7\nrate = 8/h\ntls = required\n",
+	};
+
+	for (size_t i = 0; i < 2; i++) {
+		struct config *cfg = load(texts[i]);
+		const struct config_domain_policy *g = &cfg->policies[0], *e = &cfg->policies[1];
+
+		cr_assert_eq(cfg->npolicies, 2);
+		cr_assert_str_eq(g->pattern, "gmail.com");
+		cr_assert_eq(g->max_connections, 2, "set in the section");
+		cr_assert_eq(g->max_messages_per_connection, 6, "inherited");
+		cr_assert_eq(g->max_recipients, 7);
+		cr_assert_eq(g->rate_per_hour, 8);
+		cr_assert_eq(g->tls, CONFIG_TLS_REQUIRED);
+		cr_assert_str_eq(e->pattern, "*.example.com");
+		cr_assert_eq(e->max_connections, 5, "an empty section inherits everything");
+		cr_assert_eq(e->max_messages_per_connection, 6);
+		cr_assert_eq(e->max_recipients, 7);
+		cr_assert_eq(e->rate_per_hour, 8);
+		cr_assert_eq(e->tls, CONFIG_TLS_REQUIRED);
+		config_free(cfg);
+	}
+}
+
+Test(config, domain_section_keys_override_every_policy_key)
+{
+	struct config *cfg = load("[domain outlook.com]\n"
+				  "max_connections = 10000\n"
+				  "max_messages_per_connection = 1\n"
+				  "max_recipients = 100000\n"
+				  "rate = 600/m\n"
+				  "tls = required\n"
+				  "[deliver]\n"
+				  "rate = 1/s\n");
+	const struct config_domain_policy *p = config_policy_find(cfg, "outlook.com");
+
+	cr_assert_eq(p, &cfg->policies[0]);
+	cr_assert_eq(p->max_connections, 10000);
+	cr_assert_eq(p->max_messages_per_connection, 1);
+	cr_assert_eq(p->max_recipients, 100000);
+	cr_assert_eq(p->rate_per_hour, 36000);
+	cr_assert_eq(p->tls, CONFIG_TLS_REQUIRED);
+	cr_assert_eq(cfg->policy_default.rate_per_hour, 3600);
+	cr_assert_eq(cfg->policy_default.max_connections, 20);
+	config_free(cfg);
+}
+
+Test(config, policy_lookup_prefers_exact_names_then_the_longest_pattern)
+{
+	struct config *cfg = load("[domain *.com]\nmax_connections = 1\n"
+				  "[domain *.example.com]\nmax_connections = 2\n"
+				  "[domain example.com]\nmax_connections = 3\n"
+				  "[domain a.example.com]\nmax_connections = 4\n");
+
+	cr_assert_eq(config_policy_find(cfg, "example.com")->max_connections, 3);
+	cr_assert_eq(config_policy_find(cfg, "a.example.com")->max_connections, 4);
+	cr_assert_eq(config_policy_find(cfg, "b.example.com")->max_connections, 2);
+	cr_assert_eq(config_policy_find(cfg, "x.a.example.com")->max_connections, 2);
+	cr_assert_eq(config_policy_find(cfg, "other.com")->max_connections, 1);
+	cr_assert_eq(config_policy_find(cfg, "Other.COM.")->max_connections, 1);
+	cr_assert_eq(config_policy_find(cfg, "com"), &cfg->policy_default, "subdomains only");
+	cr_assert_eq(config_policy_find(cfg, "example.org"), &cfg->policy_default);
+	config_free(cfg);
+}
+
+Test(config, domain_section_names_longer_than_inih_section_buffer_are_read_whole)
+{
+	const char *name = "a-rather-long-subdomain-name.of-a-long-domain-name.example.com";
+	char text[256];
+	struct config *cfg;
+
+	snprintf(text, sizeof text, "[domain %s]\nmax_connections = 3\n[domain example.com]\n",
+		 name);
+	cfg = load(text);
+	cr_assert_str_eq(cfg->policies[0].pattern, name);
+	cr_assert_eq(config_policy_find(cfg, name)->max_connections, 3);
+	config_free(cfg);
+	snprintf(text, sizeof text, "[domain %s]\nrate = fast\n", name);
+	assert_error_has(text, "test.conf:2: [domain a-rather-long-subdomain-name.of-a-long-"
+			       "domain-name.example.com] rate: expected 0 (no limit)");
+}
+
+Test(config, bad_domain_sections_are_errors)
+{
+	assert_error("[deliver]\n[domain]\nmax_connections = 1\n",
+		     "test.conf:2: [domain] needs a name, like [domain example.com]");
+	assert_error("[domain   ]\n", "test.conf:1: [domain] needs a name, like [domain example.com]");
+	assert_error("[domain exa_mple.com]\n",
+		     "test.conf:1: [domain exa_mple.com]: expected a domain name or *.domain");
+	assert_error("[domain *]\n", "test.conf:1: [domain *]: expected a domain name or *.domain");
+	assert_error("[domain gmail.com]\nrate = 1/s\n[spool]\nfsync = no\n[domain Gmail.com.]\n",
+		     "test.conf:5: duplicate section [domain gmail.com] (first on line 1)");
+	assert_error("[domainx]\n", "test.conf:1: unknown section [domainx]");
+	assert_error("[Domain x.com]\n", "test.conf:1: unknown section [Domain x.com]");
+	assert_error("[domain gmail.com]\nmax_connection = 1\n",
+		     "test.conf:2: unknown key \"max_connection\" in [domain gmail.com]");
+	assert_error("[domain gmail.com]\nenabled = no\n",
+		     "test.conf:2: unknown key \"enabled\" in [domain gmail.com]");
+	assert_error("[domain gmail.com]\ntls = required\n\ntls = optional\n",
+		     "test.conf:4: duplicate key \"tls\" in [domain gmail.com] (first set on line 2)");
+	assert_error("[domain gmail.com]\nmax_connections = 0\n",
+		     "test.conf:2: [domain gmail.com] max_connections: \"0\" is out of range, "
+		     "expected 1 to 10000");
+	assert_error("[domain *.example.com]\nmax_recipients = 100001\n",
+		     "test.conf:2: [domain *.example.com] max_recipients: \"100001\" is out of "
+		     "range, expected 1 to 100000");
+	assert_error("[domain a.test]\nmax_messages_per_connection = x\n",
+		     "test.conf:2: [domain a.test] max_messages_per_connection: expected a positive "
+		     "integer, got \"x\"");
+	assert_error("[domain a.test]\ntls = yes\n",
+		     "test.conf:2: [domain a.test] tls: expected optional or required, got \"yes\"");
+}
+
+Test(config, the_same_key_in_deliver_and_a_domain_section_is_not_a_duplicate)
+{
+	struct config *cfg = load("[deliver]\nmax_connections = 9\n[domain a.test]\n"
+				  "max_connections = 3\n[domain b.test]\nmax_connections = 4\n");
+
+	cr_assert_eq(cfg->policy_default.max_connections, 9);
+	cr_assert_eq(cfg->policies[0].max_connections, 3);
+	cr_assert_eq(cfg->policies[1].max_connections, 4);
+	config_free(cfg);
+	assert_error("[deliver]\nmax_connections = 9\n[deliver]\nmax_connections = 3\n",
+		     "test.conf:4: duplicate key \"max_connections\" in [deliver] (first set on "
+		     "line 2)");
+}
+
 /* ---- Files -------------------------------------------------------------------------------- */
 
 Test(config, load_file_names_the_file_in_errors)
@@ -1048,11 +1852,35 @@ Test(config, restart_changes_lists_only_keys_that_cannot_be_reloaded)
 
 	cr_assert_eq(config_restart_changes(a, b, buf, sizeof buf), 0);
 	cr_assert_str_eq(buf, "");
-	cr_assert_eq(config_restart_changes(a, c, buf, sizeof buf), 6);
+	/* the control socket's default follows [spool] dir, so it moves too */
+	cr_assert_eq(config_restart_changes(a, c, buf, sizeof buf), 7);
 	cr_assert_str_eq(buf, "[server] listen, [server] shards, [server] max_connections, "
-			      "[spool] dir, [spool] segment_size, [spool] fsync");
-	cr_assert_eq(config_restart_changes(a, c, buf, 10), 6, "a short buffer still counts");
+			      "[spool] dir, [spool] segment_size, [spool] fsync, "
+			      "[server] control_socket");
+	cr_assert_eq(config_restart_changes(a, c, buf, 10), 7, "a short buffer still counts");
 	cr_assert_str_eq(buf, "[server] ");
+	config_free(a);
+	config_free(b);
+	config_free(c);
+}
+
+Test(config, control_socket_needs_a_restart_and_delivery_keys_do_not)
+{
+	struct config *a = load("");
+	struct config *b = load("[server]\ncontrol_socket = /run/ringmx.ctl\n");
+	struct config *c = load("[server]\ncontrol_socket = /var/spool/ringmx/ringmx.ctl\n"
+				"[deliver]\nenabled = no\nlocal = discard\nmaildir_root = /m\n"
+				"relayhost = [192.0.2.1]\nhelo_name = x.test\nconnect_timeout = 1\n"
+				"smtp_timeout = 1\nidle_timeout = 1\nloopback_mx = yes\n"
+				"max_connections = 1\nmax_messages_per_connection = 1\n"
+				"max_recipients = 1\nrate = 1/h\ntls = required\n"
+				"[queue]\nretry = 1s\nmax_lifetime = 1h\nwarn_after = 1m\nhold = yes\n"
+				"[transport]\na.test = discard\n[domain b.test]\nrate = 2/h\n");
+	char buf[256];
+
+	cr_assert_eq(config_restart_changes(a, b, buf, sizeof buf), 1);
+	cr_assert_str_eq(buf, "[server] control_socket");
+	cr_assert_eq(config_restart_changes(a, c, buf, sizeof buf), 0, "%s", buf);
 	config_free(a);
 	config_free(b);
 	config_free(c);
@@ -1081,46 +1909,82 @@ Test(config, docs_show_the_embedded_default_config_verbatim)
 		  "docs/config.md must contain config_default_text verbatim");
 }
 
-Test(config, docs_describe_every_key)
+Test(config, docs_describe_every_key_in_its_section)
 {
-	static const char *const names[] = {
-	    "listen",
-	    "hostname",
-	    "shards",
-	    "max_connections",
-	    "max_connections_per_ip",
-	    "max_message_size",
-	    "max_recipients",
-	    "max_line_length",
-	    "max_errors",
-	    "timeout_greeting",
-	    "timeout_command",
-	    "timeout_data",
-	    "timeout_session",
-	    "greeting_delay_ms",
-	    "shutdown_timeout",
-	    "bare_newline",
-	    "log_level",
-	    "dir",
-	    "fsync",
-	    "segment_size",
-	    "domains",
-	    "relay_networks",
-	    "recipients",
-	    "resolvers",
-	    "timeout",
-	    "attempts",
-	    "prefer",
-	    "min_ttl",
-	    "max_ttl",
-	    "cache_size",
+	static const struct {
+		const char *section, *name;
+	} keys[] = {
+	    {"server", "listen"},
+	    {"server", "hostname"},
+	    {"server", "shards"},
+	    {"server", "max_connections"},
+	    {"server", "max_connections_per_ip"},
+	    {"server", "max_message_size"},
+	    {"server", "max_recipients"},
+	    {"server", "max_line_length"},
+	    {"server", "max_errors"},
+	    {"server", "timeout_greeting"},
+	    {"server", "timeout_command"},
+	    {"server", "timeout_data"},
+	    {"server", "timeout_session"},
+	    {"server", "greeting_delay_ms"},
+	    {"server", "busy_poll_us"},
+	    {"server", "shutdown_timeout"},
+	    {"server", "bare_newline"},
+	    {"server", "log_level"},
+	    {"server", "control_socket"},
+	    {"spool", "dir"},
+	    {"spool", "fsync"},
+	    {"spool", "segment_size"},
+	    {"accept", "domains"},
+	    {"accept", "relay_networks"},
+	    {"accept", "recipients"},
+	    {"deliver", "enabled"},
+	    {"deliver", "local"},
+	    {"deliver", "maildir_root"},
+	    {"deliver", "relayhost"},
+	    {"deliver", "helo_name"},
+	    {"deliver", "connect_timeout"},
+	    {"deliver", "smtp_timeout"},
+	    {"deliver", "idle_timeout"},
+	    {"deliver", "loopback_mx"},
+	    {"deliver", "max_connections"},
+	    {"deliver", "max_messages_per_connection"},
+	    {"deliver", "max_recipients"},
+	    {"deliver", "rate"},
+	    {"deliver", "tls"},
+	    {"queue", "retry"},
+	    {"queue", "max_lifetime"},
+	    {"queue", "warn_after"},
+	    {"queue", "hold"},
+	    {"dns", "resolvers"},
+	    {"dns", "timeout"},
+	    {"dns", "attempts"},
+	    {"dns", "prefer"},
+	    {"dns", "min_ttl"},
+	    {"dns", "max_ttl"},
+	    {"dns", "cache_size"},
 	};
+	static const char *const sections[] = {"[transport]", "[domain NAME]"};
 	const char *docs = read_docs();
 
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		char heading[64], key[80];
+		const char *start, *end;
+
+		snprintf(heading, sizeof heading, "\n## `[%s]`\n", keys[i].section);
+		start = strstr(docs, heading);
+		cr_assert_not_null(start, "docs/config.md lacks the heading %s", heading);
+		end = strstr(start + 1, "\n## ");
+		snprintf(key, sizeof key, "\n### `%s`\n", keys[i].name);
+		start = strstr(start, key);
+		cr_assert(start && (!end || start < end), "docs/config.md lacks \"### `%s`\" under %s",
+			  keys[i].name, heading);
+	}
+	for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++) {
 		char heading[64];
 
-		snprintf(heading, sizeof heading, "### `%s`", names[i]);
-		cr_assert(strstr(docs, heading), "docs/config.md lacks \"%s\"", heading);
+		snprintf(heading, sizeof heading, "\n## `%s`\n", sections[i]);
+		cr_assert(strstr(docs, heading), "docs/config.md lacks the heading %s", heading);
 	}
 }
