@@ -88,7 +88,8 @@ delivery_mesh_new(unsigned nshards)
 	m->n = nshards;
 	m->wake_fd = malloc(nshards * sizeof *m->wake_fd);
 	m->ring = calloc((size_t)nshards * nshards, sizeof *m->ring);
-	if (!m->wake_fd || !m->ring)
+	m->site_slots = calloc(MESH_SITE_SLOTS, sizeof *m->site_slots);
+	if (!m->wake_fd || !m->ring || !m->site_slots)
 		goto fail;
 	for (unsigned i = 0; i < nshards * nshards; i++)
 		if (!(m->ring[i] = spsc_new(MESH_RING_SIZE)))
@@ -111,6 +112,7 @@ delivery_mesh_free(struct delivery_mesh *m)
 			spsc_free(m->ring[i]);
 	free(m->ring);
 	free(m->wake_fd);
+	free(m->site_slots);
 	free(m);
 }
 
@@ -628,6 +630,8 @@ dlv_rcpt_result(struct delivery *d, struct dlv_job *j, uint32_t i, enum rcpt_sta
 }
 
 static void dom_schedule(struct delivery *d, struct dlv_domain *dom, struct dlv_job *j);
+static void job_fail_all(struct delivery *d, struct dlv_job *j, enum rcpt_state st,
+			 const char *status, const char *diag, const char *relay);
 static void dom_ready_push(struct delivery *d, struct dlv_domain *dom, struct dlv_job *j,
 			   bool front);
 
@@ -954,6 +958,30 @@ dlv_site_mark(struct dlv_site *s)
 	d->dirty_site[d->ndirty_site++] = s;
 }
 
+/* The mesh-wide connection counter of a site key (a lock-free insert-only hash table). */
+static _Atomic uint32_t *
+mesh_site_conns(struct delivery_mesh *m, const char *key)
+{
+	static _Atomic uint32_t overflow; /* a full table: sites share one counter */
+	uint64_t h = 1469598103934665603ull;
+	for (const char *p = key; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ull;
+	if (h == 0)
+		h = 1;
+	for (uint32_t i = 0; i < MESH_SITE_SLOTS; i++) {
+		struct mesh_site_slot *sl = &m->site_slots[(h + i) & (MESH_SITE_SLOTS - 1)];
+		uint64_t k = atomic_load_explicit(&sl->key, memory_order_acquire);
+		if (k == h)
+			return &sl->conns;
+		if (k == 0) {
+			uint64_t zero = 0;
+			if (atomic_compare_exchange_strong(&sl->key, &zero, h) || zero == h)
+				return &sl->conns;
+		}
+	}
+	return &overflow;
+}
+
 static struct dlv_site *
 site_get(struct delivery *d, const char *key, bool *created)
 {
@@ -969,6 +997,7 @@ site_get(struct delivery *d, const char *key, bool *created)
 	snprintf(x->key, sizeof x->key, "%s", key);
 	x->d = d;
 	x->timer.fn = site_timer_fire;
+	x->gconns = mesh_site_conns(d->mesh, key);
 	x->hnext = *bucket;
 	*bucket = x;
 	d->nsite++;
@@ -1081,7 +1110,8 @@ dlv_site_failed(struct dlv_site *s, const char *reason)
 		log_str("reason", reason);
 		log_finish();
 	}
-	/* what waits for the site waits for the backoff, in the scheduled queues */
+	/* what waits for the site is deferred with the site's reason: logged per recipient,
+	 * and scheduled for the retry (never before the backoff ends) */
 	struct site_ring *r = site_ring(s);
 	if (!r)
 		return;
@@ -1090,10 +1120,9 @@ dlv_site_failed(struct dlv_site *s, const char *reason)
 		if (dom->site != s)
 			continue;
 		struct dlv_job *j;
-		while ((j = dom_ready_pop(dom))) {
-			j->due_ms = s->backoff_until_ms;
-			heap_push(dom, j);
-		}
+		uint32_t n = dom->nready;
+		while (n-- > 0 && (j = dom_ready_pop(dom)))
+			job_fail_all(d, j, R_DEFERRED, "4.4.1", reason, "none");
 		dom_timer_update(d, dom);
 	}
 }
@@ -1135,6 +1164,11 @@ site_run(struct delivery *d, struct dlv_site *s)
 	}
 	unsigned max = s->pol->max_connections;
 	while (s->nconn < max && waiting > connecting && d->nconn_free > 0) {
+		/* the limit holds across shards: take a place in the site's shared count */
+		if (atomic_fetch_add(s->gconns, 1) >= max) {
+			atomic_fetch_sub(s->gconns, 1);
+			break;
+		}
 		if (!smtp_out_open(d, s))
 			break;
 		connecting++;

@@ -119,6 +119,7 @@ struct dlv_site {
 	unsigned fail_streak;
 	char backoff_reason[DLV_DIAG_MAX];
 	struct timer timer;         /* end of backoff */
+	_Atomic uint32_t *gconns;   /* connections of this site in all shards (the mesh's) */
 	bool dirty;
 	uint64_t sessions, transactions;
 	const struct config_domain_policy *pol; /* limits, from the first domain that made it */
@@ -188,10 +189,20 @@ struct dlv_segment {
 	uint32_t live;
 };
 
+/* A site's connection count across shards: domains of one site may be owned by different
+ * shards, each with a pool, and max_connections holds for all of them together. */
+struct mesh_site_slot {
+	_Atomic uint64_t key; /* hash of the site key; 0 = free */
+	_Atomic uint32_t conns;
+};
+
+#define MESH_SITE_SLOTS 16384
+
 struct delivery_mesh {
 	unsigned n;
 	int *wake_fd;
 	struct spsc **ring; /* [from * n + to] */
+	struct mesh_site_slot *site_slots;
 };
 
 struct delivery {

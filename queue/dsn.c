@@ -19,8 +19,8 @@
 #include "queue/assert.h"
 #include "queue/dsn.h"
 
-#define FOLD_COLS 78     /* RFC 5322 section 2.1.1: SHOULD be at most 78 characters */
-#define BOUNDARY_MAX 70  /* RFC 2046 section 5.1.1 */
+#define FOLD_COLS 78	/* RFC 5322 section 2.1.1: SHOULD be at most 78 characters */
+#define BOUNDARY_MAX 70 /* RFC 2046 section 5.1.1 */
 #define HOST_MAX 255
 #define QID_LEN 16
 #define PRINTF_MAX 512 /* holds the longest fixed-shape piece: a line with the host name */
@@ -378,7 +378,8 @@ put_rcpt_text(struct buf *b, struct buf *t, const struct dsn_rcpt *r)
 		sanitize_diag(t, r->diagnostic);
 	else
 		buf_printf(t, "%s (status %s)",
-			   r->action == DSN_ACTION_DELAYED ? "delivery is delayed" : "delivery failed",
+			   r->action == DSN_ACTION_DELAYED ? "delivery is delayed"
+							   : "delivery failed",
 			   rcpt_status(r));
 	put_scratch(b, t, "    ");
 }
@@ -391,10 +392,11 @@ build_text(struct buf *b, struct buf *t, const struct dsn_params *p, bool header
 	put_scratch(b, t, "");
 	buf_puts(b, "\r\n");
 	if (p->kind == DSN_DELAY) {
-		buf_puts(b, "####################################################################\r\n"
-			    "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n"
-			    "####################################################################\r\n"
-			    "\r\n");
+		buf_puts(b,
+			 "####################################################################\r\n"
+			 "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\r\n"
+			 "####################################################################\r\n"
+			 "\r\n");
 		buf_puts(t, "Your message could not be delivered yet to the recipients below. "
 			    "The mail system will keep trying");
 		if (p->retry_until_ms) {
@@ -410,8 +412,10 @@ build_text(struct buf *b, struct buf *t, const struct dsn_params *p, bool header
 	put_scratch(b, t, "");
 	buf_puts(b, "\r\n");
 	if (headers_cut) {
-		buf_printf(t, "(The headers of your message are longer than %d bytes; only the "
-			      "first lines are attached.)", DSN_HEADERS_MAX);
+		buf_printf(t,
+			   "(The headers of your message are longer than %d bytes; only the "
+			   "first lines are attached.)",
+			   DSN_HEADERS_MAX);
 		put_scratch(b, t, "");
 		buf_puts(b, "\r\n");
 	}
@@ -604,7 +608,8 @@ build_top(struct buf *b, struct buf *t, const struct dsn_params *p, const char *
 		   delay ? 'D' : 'F', p->host);
 	buf_puts(b, "Auto-Submitted: auto-replied\r\n"); /* RFC 3834 section 5 */
 	buf_puts(b, "MIME-Version: 1.0\r\n");
-	buf_printf(t, "Content-Type: multipart/report; report-type=delivery-status; boundary=\"%s\"",
+	buf_printf(t,
+		   "Content-Type: multipart/report; report-type=delivery-status; boundary=\"%s\"",
 		   boundary);
 	put_scratch(b, t, " ");
 	buf_puts(b, "\r\n");

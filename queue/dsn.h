@@ -70,9 +70,9 @@
 #include "queue/spool_record.h" /* struct spool_str */
 
 #define DSN_HEADERS_MAX (64 * 1024) /* original header bytes returned in part 3 */
-#define DSN_DIAG_MAX 1000           /* diagnostic text bytes, after sanitising */
-#define DSN_ADDR_MAX 1024           /* address and remote MTA bytes, after sanitising */
-#define DSN_LINE_MAX 990            /* octets on one output line, CRLF not counted */
+#define DSN_DIAG_MAX 1000	    /* diagnostic text bytes, after sanitising */
+#define DSN_ADDR_MAX 1024	    /* address and remote MTA bytes, after sanitising */
+#define DSN_LINE_MAX 990	    /* octets on one output line, CRLF not counted */
 
 enum dsn_kind {
 	DSN_FAILURE, /* "Undelivered Mail Returned to Sender" */
@@ -85,26 +85,26 @@ enum dsn_action {
 };
 
 struct dsn_rcpt {
-	struct spool_str addr;       /* the recipient as given in RCPT TO, without <> */
+	struct spool_str addr; /* the recipient as given in RCPT TO, without <> */
 	enum dsn_action action;
-	const char *status;          /* RFC 3463 code, e.g. "5.1.1" (NUL-terminated) */
+	const char *status;	     /* RFC 3463 code, e.g. "5.1.1" (NUL-terminated) */
 	struct spool_str remote_mta; /* host that answered; empty when none was reached */
 	struct spool_str diagnostic; /* its reply, e.g. "550 5.1.1 no such user"; may be empty */
 	uint64_t last_attempt_ms;    /* ms since the epoch */
 };
 
 struct dsn_params {
-	const char *host;         /* reporting MTA, e.g. "mx.test" (NUL-terminated) */
-	struct spool_str sender;  /* the original envelope sender: the DSN goes there; not empty */
-	const char *qid;          /* the original queue id, 16 hex digits (NUL-terminated) */
-	uint64_t arrival_ms;      /* when the original was accepted, ms since the epoch */
-	uint64_t now_ms;          /* Date: of the DSN */
-	uint64_t retry_until_ms;  /* DSN_DELAY: Will-Retry-Until; 0 leaves it out */
+	const char *host;	 /* reporting MTA, e.g. "mx.test" (NUL-terminated) */
+	struct spool_str sender; /* the original envelope sender: the DSN goes there; not empty */
+	const char *qid;	 /* the original queue id, 16 hex digits (NUL-terminated) */
+	uint64_t arrival_ms;	 /* when the original was accepted, ms since the epoch */
+	uint64_t now_ms;	 /* Date: of the DSN */
+	uint64_t retry_until_ms; /* DSN_DELAY: Will-Retry-Until; 0 leaves it out */
 	enum dsn_kind kind;
-	const char *msg;          /* the original message: CRLF lines, headers, empty line, body */
+	const char *msg; /* the original message: CRLF lines, headers, empty line, body */
 	size_t msg_len;
 	const struct dsn_rcpt *rcpts;
-	size_t nrcpt;             /* 1..SPOOL_RCPT_MAX */
+	size_t nrcpt; /* 1..SPOOL_RCPT_MAX */
 };
 
 /*

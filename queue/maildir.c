@@ -126,8 +126,8 @@ make_subdirs(int mfd, const char *box, char *err, size_t err_len)
 {
 	for (size_t i = 0; i < sizeof SUBDIRS / sizeof SUBDIRS[0]; i++)
 		if (mkdirat(mfd, SUBDIRS[i], DIR_MODE) < 0 && errno != EEXIST)
-			return fail(-errno, err, err_len, "cannot create %s/%s: %s", box, SUBDIRS[i],
-				    strerror(errno));
+			return fail(-errno, err, err_len, "cannot create %s/%s: %s", box,
+				    SUBDIRS[i], strerror(errno));
 	int r = fsync_dir(mfd, NULL);
 	if (r < 0)
 		return fail(r, err, err_len, "cannot sync %s: %s", box, strerror(-r));
@@ -281,8 +281,8 @@ write_message(int fd, const struct maildir_params *p, size_t size)
  * the file is gone.
  */
 static int
-write_tmp(int mfd, const char *box, const char *tmp, const struct maildir_params *p,
-	  size_t size, char *err, size_t err_len)
+write_tmp(int mfd, const char *box, const char *tmp, const struct maildir_params *p, size_t size,
+	  char *err, size_t err_len)
 {
 	const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
 	int fd = openat(mfd, tmp, flags, FILE_MODE);

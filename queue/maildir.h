@@ -60,18 +60,18 @@
 
 #include "queue/spool_record.h" /* struct spool_str */
 
-#define MAILDIR_NAME_MAX 64               /* bytes in a mailbox name (a local part) */
+#define MAILDIR_NAME_MAX 64		  /* bytes in a mailbox name (a local part) */
 #define MAILDIR_WRITE_CHUNK (1024 * 1024) /* bytes per write() */
 
 struct maildir_params {
-	const char *root;        /* the directory of all mailboxes, e.g. "./var/mail" */
-	struct spool_str local;  /* the recipient's local part, as received: any bytes */
+	const char *root;	 /* the directory of all mailboxes, e.g. "./var/mail" */
+	struct spool_str local;	 /* the recipient's local part, as received: any bytes */
 	struct spool_str sender; /* the envelope sender; empty for the null sender <> */
-	struct spool_str rcpt;   /* the recipient address, for Delivered-To */
-	const char *msg;         /* the message as spooled: CRLF line ends */
+	struct spool_str rcpt;	 /* the recipient address, for Delivered-To */
+	const char *msg;	 /* the message as spooled: CRLF line ends */
 	size_t msg_len;
-	const char *host;        /* this host's name, for the unique file name */
-	const char *qid;         /* the queue id, 16 hex digits */
+	const char *host; /* this host's name, for the unique file name */
+	const char *qid;  /* the queue id, 16 hex digits */
 };
 
 /*

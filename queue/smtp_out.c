@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "queue/assert.h"
@@ -63,8 +65,11 @@ conn_relay(const struct dlv_conn *c, char *buf, size_t len)
 	} else if (c->addr->sa.ss_family == AF_UNIX) {
 		snprintf(buf, len, "lmtp:unix:%s", ((const struct sockaddr_un *)&c->addr->sa)->sun_path);
 	} else {
-		snprintf(buf, len, "%s%s[%s]", c->site->lmtp ? "lmtp:" : "", c->addr->host,
-			 c->addr->text);
+		unsigned port = c->addr->sa.ss_family == AF_INET
+				    ? ntohs(((const struct sockaddr_in *)&c->addr->sa)->sin_port)
+				    : ntohs(((const struct sockaddr_in6 *)&c->addr->sa)->sin6_port);
+		snprintf(buf, len, "%s%s[%s]:%u", c->site->lmtp ? "lmtp:" : "", c->addr->host,
+			 c->addr->text, port);
 	}
 }
 
@@ -234,6 +239,7 @@ conn_release(struct dlv_conn *c)
 		}
 	}
 	s->nconn--;
+	atomic_fetch_sub(s->gconns, 1);
 	d->conns[c->slot] = NULL;
 	d->conn_free[d->nconn_free++] = c->slot;
 	d->nconns_open--;

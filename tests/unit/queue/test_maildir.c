@@ -211,9 +211,9 @@ Test(maildir, file_name_has_the_documented_shape)
 	p.host = "mx:a/b";
 	deliver_ok(&p);
 	char *got = read_only_message("bob", &len, name);
-	cr_assert_eq(sscanf(name, "%lld.M%ldP%ldQ" QID "_%lu.%299s", &sec, &usec, &pid, &seq,
-			    suffix),
-		     5, "%s", name);
+	cr_assert_eq(
+	    sscanf(name, "%lld.M%ldP%ldQ" QID "_%lu.%299s", &sec, &usec, &pid, &seq, suffix), 5,
+	    "%s", name);
 	cr_assert_eq(pid, (long)getpid());
 	cr_assert(usec >= 0 && usec < 1000000);
 	snprintf(host, sizeof host, "mx\\072a\\057b,S=%zu", len);
@@ -285,8 +285,15 @@ Test(maildir, names_are_mapped_or_refused)
 Test(maildir, hostile_local_parts_are_refused_and_nothing_leaves_root)
 {
 	static const struct spool_str bad[] = {
-	    {"../x", 4}, {"a/b", 3}, {".hidden", 7}, {"", 0}, {"..", 2}, {"a\0b", 3},
-	    {"../../../../tmp/pwned", 21}, {"x/../../y", 9}, {"\n", 1},
+	    {"../x", 4},
+	    {"a/b", 3},
+	    {".hidden", 7},
+	    {"", 0},
+	    {"..", 2},
+	    {"a\0b", 3},
+	    {"../../../../tmp/pwned", 21},
+	    {"x/../../y", 9},
+	    {"\n", 1},
 	};
 	char names[4][300], err[256];
 
