@@ -27,6 +27,9 @@
 #define DLV_LOCAL_PER_TURN 256     /* local deliveries per loop turn (they block) */
 #define DLV_ROUTE_TTL_MS 60000     /* a domain's route is looked up again after this */
 #define DLV_RESOLVING_MAX 4096
+#define DLV_SITE_POLL_MS 100       /* a site whose shared connection count is full */
+#define DLV_MOVE_AFTER_ATTEMPTS 2  /* deferred this often: copied out of the hot segments */
+
 
 /* ---- small helpers ------------------------------------------------------------------ */
 
@@ -188,7 +191,8 @@ seg_maybe_remove(struct delivery *d, struct dlv_segment *sg)
 {
 	if (sg->live > 0)
 		return;
-	if (sg->stream == QMSG_HOT && sg->seq == spool_current_seq(d->spool))
+	struct spool *sp = sg->stream == QMSG_HOT ? d->spool : d->dspool;
+	if (sp && sg->seq == spool_current_seq(sp))
 		return; /* still open: removed once the spool moves on */
 	int rc = spool_segment_remove(d->dirfd[sg->stream], sg->seq);
 	journal_forget(d->journal, sg->stream, sg->seq);
@@ -207,9 +211,11 @@ static void
 seg_check_rolled(struct delivery *d)
 {
 	uint32_t cur = spool_current_seq(d->spool);
-	if (cur == d->last_hot_seq)
+	uint32_t dcur = d->dspool ? spool_current_seq(d->dspool) : 0;
+	if (cur == d->last_hot_seq && dcur == d->last_deferred_seq)
 		return;
 	d->last_hot_seq = cur;
+	d->last_deferred_seq = dcur;
 	for (uint32_t i = 0; i < d->nsegs;) {
 		struct dlv_segment *sg = &d->segs[i];
 		uint32_t before = d->nsegs;
@@ -411,6 +417,9 @@ delivery_adopt_segment(struct delivery *d, unsigned stream, uint32_t seq, uint32
 
 /* ---- home: outcomes and bounces ----------------------------------------------------------- */
 
+struct dlv_bounce;
+static void home_moved(struct delivery *d, struct dlv_bounce *b, const struct spool_done *sd);
+
 static void
 report_free(struct dlv_report *r)
 {
@@ -425,7 +434,7 @@ report_free(struct dlv_report *r)
 /* Builds the bounce for the failed entries of r and spools it; they are marked done once it
  * is on disk (delivery_spool_done), so a crash in between bounces them again, never loses. */
 static void
-home_bounce(struct delivery *d, struct dlv_report *r, uint32_t nfailed)
+home_dsn(struct delivery *d, struct dlv_report *r, uint32_t nfailed, bool warning)
 {
 	struct qmsg *m = r->m;
 	struct dsn_rcpt *dr = calloc(nfailed, sizeof *dr);
@@ -441,11 +450,11 @@ home_bounce(struct delivery *d, struct dlv_report *r, uint32_t nfailed)
 	uint32_t k = 0;
 	for (uint32_t i = 0; i < r->n; i++) {
 		struct dlv_report_entry *e = &r->e[i];
-		if (!e->failed || m->rdone[e->idx])
+		if ((warning ? !e->warn : !e->failed) || m->rdone[e->idx])
 			continue;
 		dr[k] = (struct dsn_rcpt){
 		    .addr = m->rcpt[e->idx],
-		    .action = DSN_ACTION_FAILED,
+		    .action = warning ? DSN_ACTION_DELAYED : DSN_ACTION_FAILED,
 		    .status = e->status,
 		    .remote_mta = {e->remote ? e->remote : "", e->remote ? strlen(e->remote) : 0},
 		    .diagnostic = {e->diag ? e->diag : "", e->diag ? strlen(e->diag) : 0},
@@ -460,7 +469,8 @@ home_bounce(struct delivery *d, struct dlv_report *r, uint32_t nfailed)
 	    .qid = qid,
 	    .arrival_ms = m->v.arrival_ms,
 	    .now_ms = wall_ms(),
-	    .kind = DSN_FAILURE,
+	    .retry_until_ms = warning ? m->v.arrival_ms + d->cfg->max_lifetime * 1000 : 0,
+	    .kind = warning ? DSN_DELAY : DSN_FAILURE,
 	    .msg = m->v.msg,
 	    .msg_len = m->v.msg_len,
 	    .rcpts = dr,
@@ -501,27 +511,33 @@ home_bounce(struct delivery *d, struct dlv_report *r, uint32_t nfailed)
 	spool_record_finish(rec, off + dlen);
 	b->id = ++d->bounce_id;
 	b->m = m;
+	b->move = false;
+	b->warning = warning;
 	qmsg_ref(m);
-	m->bouncing += k;
-	b->next = d->bounces;
-	d->bounces = b;
-	spool_append(d->spool, rec, off + dlen, DELIVERY_OWNER_BIT | b->id);
+	if (!warning)
+		m->bouncing += k;
+	d->dsn_inflight++;
+	/* the spool hands the owner back: it is b itself (user pointers fit in 62 bits) */
+	spool_append(d->spool, rec, off + dlen, DELIVERY_OWNER_BIT | (uint64_t)(uintptr_t)b);
 }
 
 void
 delivery_spool_done(struct delivery *d, const struct spool_done *sd)
 {
-	uint64_t id = sd->owner & ~DELIVERY_OWNER_BIT;
-	struct dlv_bounce **pp = &d->bounces, *b;
-	while ((b = *pp) && b->id != id)
-		pp = &b->next;
-	if (!b)
+	struct dlv_bounce *b = (struct dlv_bounce *)(uintptr_t)(sd->owner & ~DELIVERY_OWNER_BIT);
+	ASSERT(d->dsn_inflight > 0);
+	d->dsn_inflight--;
+	if (b->move) {
+		home_moved(d, b, sd);
+		qmsg_unref(b->m);
+		free(b);
 		return;
-	*pp = b->next;
+	}
 	struct qmsg *m = b->m;
 	char qid[17], bqid[17];
 	qid_text(m->v.qid, qid);
-	m->bouncing -= b->n;
+	if (!b->warning)
+		m->bouncing -= b->n;
 	if (sd->status != 0) {
 		/* not on disk: the recipients stay undone and bounce again after a restart */
 		log_msg(LOG_ERROR, "bounce_failed", "spooling the bounce of %s: %s", qid,
@@ -531,7 +547,7 @@ delivery_spool_done(struct delivery *d, const struct spool_done *sd)
 		if (bm) {
 			*sd->rec = NULL;
 			qid_text(bm->v.qid, bqid);
-			if (log_start(LOG_INFO, "bounce_queued")) {
+			if (log_start(LOG_INFO, b->warning ? "delay_warning_queued" : "bounce_queued")) {
 				log_strn("qid", qid, 16);
 				log_strn("bounce_qid", bqid, 16);
 				log_strn("to", m->v.from.p, m->v.from.len);
@@ -539,7 +555,7 @@ delivery_spool_done(struct delivery *d, const struct spool_done *sd)
 				log_finish();
 			}
 		}
-		for (uint32_t i = 0; i < b->n; i++)
+		for (uint32_t i = 0; !b->warning && i < b->n; i++)
 			home_rcpt_done(d, m, b->idx[i]);
 		if (bm)
 			home_take(d, bm);
@@ -548,25 +564,109 @@ delivery_spool_done(struct delivery *d, const struct spool_done *sd)
 	free(b);
 }
 
+/*
+ * A message that keeps being deferred is copied into the deferred stream (DIR/deferred), so
+ * that its hot segment can go once the rest of it is delivered: one dead domain pins nothing.
+ * The copy is the same record (same qid, same recipient order); once it is on disk the
+ * recipients already done are written to the copy's completion log and the message's
+ * location moves there. Recovery prefers the deferred copy of a qid.
+ */
+static void
+home_move(struct delivery *d, struct qmsg *m)
+{
+	if (m->stream != QMSG_HOT || m->moving || !d->dspool)
+		return;
+	char *copy = malloc(m->rec_len);
+	struct dlv_bounce *b = calloc(1, sizeof *b);
+	if (!copy || !b) {
+		free(copy);
+		free(b);
+		return; /* stays in the hot segment: correct, only less tidy */
+	}
+	memcpy(copy, m->rec, m->rec_len);
+	b->id = ++d->bounce_id;
+	b->m = m;
+	b->move = true;
+	qmsg_ref(m);
+	m->moving = true;
+	d->dsn_inflight++;
+	spool_append(d->dspool, copy, m->rec_len, DELIVERY_OWNER_BIT | (uint64_t)(uintptr_t)b);
+}
+
+static void
+home_moved(struct delivery *d, struct dlv_bounce *b, const struct spool_done *sd)
+{
+	struct qmsg *m = b->m;
+	char qid[17];
+	qid_text(m->v.qid, qid);
+	m->moving = false;
+	if (sd->status != 0) {
+		log_msg(LOG_WARN, "move_failed", "copying %s to the deferred stream: %s (it stays "
+			"in its segment)", qid, strerror(-sd->status));
+		return;
+	}
+	/* the copy's log first: every recipient already done */
+	for (uint32_t i = 0; i < m->v.nrcpt; i++)
+		if (m->rdone[i])
+			journal_add(d->journal, QMSG_DEFERRED, sd->seq, m->v.qid, i);
+	struct dlv_segment *nsg = seg_find(d, QMSG_DEFERRED, sd->seq, true);
+	if (m->pending == 0)
+		return; /* finished meanwhile: the copy is all done, nothing moves */
+	struct dlv_segment *old = seg_find(d, m->stream, m->seq, false);
+	uint32_t old_seq = m->seq;
+	m->stream = QMSG_DEFERRED;
+	m->seq = sd->seq;
+	if (nsg)
+		nsg->live++;
+	if (old) {
+		ASSERT(old->live > 0);
+		old->live--;
+		seg_maybe_remove(d, old);
+	}
+	if (log_start(LOG_INFO, "moved_to_deferred")) {
+		char a[64], b2[64];
+		snprintf(a, sizeof a, SPOOL_SEGMENT_FMT, old_seq);
+		snprintf(b2, sizeof b2, "deferred/" SPOOL_SEGMENT_FMT, sd->seq);
+		log_strn("qid", qid, 16);
+		log_str("from", a);
+		log_str("to", b2);
+		log_u64("recipients_pending", m->pending);
+		log_finish();
+	}
+}
+
 static void
 home_report(struct delivery *d, struct dlv_report *r)
 {
 	struct qmsg *m = r->m;
-	uint32_t nfailed = 0;
+	uint32_t nfailed = 0, nwarn = 0;
+	bool move = false;
 	for (uint32_t i = 0; i < r->n; i++) {
 		struct dlv_report_entry *e = &r->e[i];
 		if (e->failed && m->v.from.len > 0)
 			nfailed++;
+		if (e->warn && !m->warned && !m->rdone[e->idx])
+			nwarn++;
+		if (e->deferred)
+			move = true;
 	}
 	/* the report's own reference keeps m alive while home_rcpt_done drops the home's */
 	if (nfailed)
-		home_bounce(d, r, nfailed);
+		home_dsn(d, r, nfailed, false);
+	if (nwarn) {
+		m->warned = true;
+		home_dsn(d, r, nwarn, true);
+	}
 	for (uint32_t i = 0; i < r->n; i++) {
 		struct dlv_report_entry *e = &r->e[i];
+		if (e->deferred)
+			continue;
 		/* a failure with a sender waits for its bounce to be on disk */
 		if (!e->failed || m->v.from.len == 0)
 			home_rcpt_done(d, m, e->idx);
 	}
+	if (move && m->pending > 0)
+		home_move(d, m);
 	report_free(r);
 }
 
@@ -608,8 +708,21 @@ dlv_rcpt_result(struct delivery *d, struct dlv_job *j, uint32_t i, enum rcpt_sta
 		}
 		log_finish();
 	}
-	if (st != R_DELIVERED && st != R_FAILED)
+	bool notice_move = false, notice_warn = false;
+	if (st == R_DEFERRED) {
+		/* a message that keeps being deferred leaves the hot segments; a warning is due
+		 * once it waited warn_after */
+		notice_move = j->attempts + 1 == DLV_MOVE_AFTER_ATTEMPTS && m->stream == QMSG_HOT;
+		uint64_t warn = d->cfg->warn_after * 1000;
+		notice_warn = warn > 0 && !j->warned && wall_ms() >= m->v.arrival_ms + warn &&
+			      m->v.from.len > 0;
+		if (notice_warn && i + 1 == j->n)
+			j->warned = true;
+		if (!notice_move && !notice_warn)
+			return;
+	} else if (st != R_DELIVERED && st != R_FAILED) {
 		return;
+	}
 	if (!j->rep) {
 		j->rep = calloc(1, sizeof *j->rep + j->n * sizeof j->rep->e[0]);
 		if (!j->rep)
@@ -621,8 +734,10 @@ dlv_rcpt_result(struct delivery *d, struct dlv_job *j, uint32_t i, enum rcpt_sta
 	struct dlv_report_entry *e = &j->rep->e[j->rep->n++];
 	e->idx = j->ridx[i];
 	e->failed = st == R_FAILED;
+	e->deferred = st == R_DEFERRED;
+	e->warn = notice_warn;
 	snprintf(e->status, sizeof e->status, "%s", status);
-	if (e->failed) {
+	if (e->failed || e->warn) {
 		e->diag = diag ? strdup(diag) : NULL;
 		e->remote = remote && remote[0] ? strdup(remote) : NULL;
 	}
@@ -959,10 +1074,10 @@ dlv_site_mark(struct dlv_site *s)
 }
 
 /* The mesh-wide connection counter of a site key (a lock-free insert-only hash table). */
-static _Atomic uint32_t *
-mesh_site_conns(struct delivery_mesh *m, const char *key)
+static struct mesh_site_slot *
+mesh_site_slot(struct delivery_mesh *m, const char *key)
 {
-	static _Atomic uint32_t overflow; /* a full table: sites share one counter */
+	static struct mesh_site_slot overflow; /* a full table: sites share one counter */
 	uint64_t h = 1469598103934665603ull;
 	for (const char *p = key; *p; p++)
 		h = (h ^ (unsigned char)*p) * 1099511628211ull;
@@ -972,11 +1087,11 @@ mesh_site_conns(struct delivery_mesh *m, const char *key)
 		struct mesh_site_slot *sl = &m->site_slots[(h + i) & (MESH_SITE_SLOTS - 1)];
 		uint64_t k = atomic_load_explicit(&sl->key, memory_order_acquire);
 		if (k == h)
-			return &sl->conns;
+			return sl;
 		if (k == 0) {
 			uint64_t zero = 0;
 			if (atomic_compare_exchange_strong(&sl->key, &zero, h) || zero == h)
-				return &sl->conns;
+				return sl;
 		}
 	}
 	return &overflow;
@@ -997,7 +1112,9 @@ site_get(struct delivery *d, const char *key, bool *created)
 	snprintf(x->key, sizeof x->key, "%s", key);
 	x->d = d;
 	x->timer.fn = site_timer_fire;
-	x->gconns = mesh_site_conns(d->mesh, key);
+	struct mesh_site_slot *sl = mesh_site_slot(d->mesh, key);
+	x->gconns = &sl->conns;
+	x->gstarved = &sl->starved;
 	x->hnext = *bucket;
 	*bucket = x;
 	d->nsite++;
@@ -1167,6 +1284,11 @@ site_run(struct delivery *d, struct dlv_site *s)
 		/* the limit holds across shards: take a place in the site's shared count */
 		if (atomic_fetch_add(s->gconns, 1) >= max) {
 			atomic_fetch_sub(s->gconns, 1);
+			atomic_store(s->gstarved, 1);
+			/* another shard holds the site's connections: look again soon (a place
+			 * frees when one of them closes, which this shard is not told of) */
+			if (!s->timer.armed)
+				timer_arm(&d->loop->wheel, &s->timer, dlv_now(d) + DLV_SITE_POLL_MS);
 			break;
 		}
 		if (!smtp_out_open(d, s))
@@ -1522,6 +1644,15 @@ domains_run(struct delivery *d)
 				dom_mark(d, dom); /* the rest next turn */
 			break;
 		case DR_SITE:
+			if (config_policy_find(d->cfg, dom->name)->tls == CONFIG_TLS_REQUIRED &&
+			    !dom->site->lmtp) {
+				/* no TLS in this build: never send such mail in the clear */
+				char diag[DLV_DIAG_MAX];
+				snprintf(diag, sizeof diag, "TLS is required for %s ([domain] tls = "
+					 "required) but this ringmx has no TLS support yet", dom->name);
+				dom_fail_ready(d, dom, false, "4.7.5", diag);
+				break;
+			}
 			site_mark_ready(d, dom);
 			break;
 		case DR_NONE:
@@ -1551,6 +1682,12 @@ sites_run(struct delivery *d)
 	}
 }
 
+static void
+dspool_done(void *arg, const struct spool_done *sd)
+{
+	delivery_spool_done(arg, sd);
+}
+
 void
 delivery_before_wait(struct delivery *d)
 {
@@ -1559,6 +1696,8 @@ delivery_before_wait(struct delivery *d)
 	seg_check_rolled(d);
 	domains_run(d);
 	sites_run(d);
+	if (d->dspool)
+		spool_flush(d->dspool, &d->loop->ring, (uint64_t)d->op_dspool << 56, dspool_done, d);
 	journal_flush(d->journal, &d->loop->ring, (uint64_t)d->op_journal << 56);
 	xsend_flush(d);
 }
@@ -1573,6 +1712,9 @@ delivery_complete(struct delivery *d, const struct io_uring_cqe *cqe)
 		journal_complete(d->journal, cqe);
 	else if (op == d->op_out)
 		smtp_out_complete(d, cqe);
+	else if (op == d->op_dspool && d->dspool)
+		spool_complete(d->dspool, &d->loop->ring, (uint64_t)d->op_dspool << 56, cqe,
+			       dspool_done, d);
 }
 
 /* ---- life cycle ------------------------------------------------------------------------ */
@@ -1619,6 +1761,17 @@ delivery_new(const struct delivery_params *p, char *err, size_t err_len)
 	if (d->dirfd[QMSG_HOT] < 0 ||
 	    (d->dirfd[QMSG_DEFERRED] = open_dir(path, true, err, err_len)) < 0)
 		goto fail;
+	struct spool_params dsp = {
+	    .dir = path,
+	    .shard = p->shard,
+	    .segment_size = cfg->segment_size,
+	    .fsync = cfg->fsync,
+	    .next_seq = p->next_seq,
+	};
+	d->dspool = p->next_seq ? spool_open(&dsp, err, err_len) : NULL;
+	if (p->next_seq && !d->dspool)
+		goto fail;
+	d->op_dspool = p->op_dspool;
 	d->journal = journal_new(&(struct journal_params){
 	    .dirfd = {d->dirfd[0], d->dirfd[1]}, .fsync = cfg->fsync});
 	d->out_head = calloc(d->nshards, sizeof *d->out_head);
@@ -1682,7 +1835,8 @@ delivery_stop(struct delivery *d)
 bool
 delivery_busy(const struct delivery *d)
 {
-	return d->nconns_open > 0 || journal_busy(d->journal) || d->bounces != NULL;
+	return d->nconns_open > 0 || journal_busy(d->journal) || d->dsn_inflight > 0 ||
+	       (d->dspool && spool_busy(d->dspool));
 }
 
 static void
@@ -1748,12 +1902,7 @@ delivery_free(struct delivery *d)
 			}
 		}
 	}
-	while (d->bounces) {
-		struct dlv_bounce *b = d->bounces;
-		d->bounces = b->next;
-		qmsg_unref(b->m);
-		free(b);
-	}
+	spool_close(d->dspool); /* settled before: the shard waits for delivery_busy */
 	/* what is still in the rings to us, or waiting to go out */
 	if (d->mesh && d->mesh->ring) {
 		for (unsigned from = 0; from < d->nshards; from++) {

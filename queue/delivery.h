@@ -34,6 +34,7 @@
 #ifndef RINGMX_DELIVERY_H
 #define RINGMX_DELIVERY_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -61,7 +62,8 @@ struct delivery_params {
 	const struct config *cfg;
 	struct spool *spool;         /* the shard's spool (bounces go there) */
 	const struct dns_local *local; /* this host's addresses, for MX loop detection */
-	unsigned op_dns, op_out, op_journal; /* loop op codes routed to delivery_complete */
+	unsigned op_dns, op_out, op_journal, op_dspool; /* loop ops for delivery_complete */
+	_Atomic uint32_t *next_seq;  /* the spool's segment counter (the deferred stream uses it) */
 	uint64_t (*qid_next)(void *arg);     /* a new queue id (for bounces) */
 	const char *(*date)(void *arg);      /* RFC 5322 date, for Received: of bounces */
 	void *arg;

@@ -44,6 +44,7 @@ struct dlv_job {
 	uint64_t due_ms;            /* scheduled queue */
 	uint32_t heap_idx;
 	unsigned attempts;
+	bool warned;                /* the delay warning was asked for */
 	uint32_t n;                 /* recipients left */
 	uint32_t *ridx;             /* indices into m->rcpt */
 	uint8_t *state;             /* enum rcpt_state, during an attempt */
@@ -55,6 +56,8 @@ struct dlv_job {
 struct dlv_report_entry {
 	uint32_t idx;
 	bool failed;
+	bool deferred;              /* not final: a notice (move the message out, warn the sender) */
+	bool warn;                  /* deferred past [queue] warn_after: a delay DSN is due */
 	char status[12];            /* RFC 3463 */
 	char *diag;                 /* the remote reply or our reason (failed only) */
 	char *remote;               /* the remote host name (failed only; may be NULL) */
@@ -120,6 +123,7 @@ struct dlv_site {
 	char backoff_reason[DLV_DIAG_MAX];
 	struct timer timer;         /* end of backoff */
 	_Atomic uint32_t *gconns;   /* connections of this site in all shards (the mesh's) */
+	_Atomic uint32_t *gstarved; /* set by a shard that could not get a connection */
 	bool dirty;
 	uint64_t sessions, transactions;
 	const struct config_domain_policy *pol; /* limits, from the first domain that made it */
@@ -176,9 +180,10 @@ struct dlv_conn {
 /* ---- the delivery ---- */
 
 struct dlv_bounce {
-	struct dlv_bounce *next;
 	uint64_t id;
 	struct qmsg *m;
+	bool move;                  /* not a bounce: m's copy into the deferred stream */
+	bool warning;               /* a delay DSN: nothing is marked done when it is on disk */
 	uint32_t n;
 	uint32_t idx[];
 };
@@ -194,6 +199,7 @@ struct dlv_segment {
 struct mesh_site_slot {
 	_Atomic uint64_t key; /* hash of the site key; 0 = free */
 	_Atomic uint32_t conns;
+	_Atomic uint32_t starved; /* a shard found the count full: idle connections should go */
 };
 
 #define MESH_SITE_SLOTS 16384
@@ -213,7 +219,8 @@ struct delivery {
 	uint64_t cfg_gen;
 	struct spool *spool;
 	const struct dns_local *local;
-	unsigned op_dns, op_out, op_journal;
+	unsigned op_dns, op_out, op_journal, op_dspool;
+	struct spool *dspool;       /* the deferred stream: DIR/deferred */
 	uint64_t (*qid_next)(void *arg);
 	const char *(*date)(void *arg);
 	void *arg;
@@ -244,11 +251,11 @@ struct delivery {
 	bool stopping;
 
 	/* home */
-	struct dlv_bounce *bounces;
+	uint32_t dsn_inflight;      /* bounces, warnings and moves waiting for their spool */
 	uint64_t bounce_id;
 	struct dlv_segment *segs;
 	uint32_t nsegs, segs_cap;
-	uint32_t last_hot_seq;
+	uint32_t last_hot_seq, last_deferred_seq;
 	uint64_t queued_msgs;
 	struct qmsg *home_msgs;     /* every message this home holds, for the control and exit */
 };

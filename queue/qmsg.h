@@ -40,7 +40,8 @@ struct qmsg {
 	uint8_t *rdone;       /* per recipient: final outcome recorded (or moved) */
 	uint32_t pending;     /* recipients without a final outcome */
 	uint32_t bouncing;    /* failed recipients whose bounce is being spooled */
-	bool moved;           /* copied to the deferred stream; this copy is done */
+	bool moving;          /* its copy into the deferred stream is being written */
+	bool warned;          /* a delay warning went to the sender */
 	struct qmsg *next, *prev; /* the home's list of its messages */
 };
 

@@ -169,9 +169,10 @@ on_record(void *arg, const char *path, uint64_t offset, const struct spool_recor
 		else
 			pending++;
 	}
+	/* Taken even when all done: a fully delivered deferred copy still hides the hot one. */
+	u64set_add(&c->qids, v->qid);
 	if (pending == 0)
 		return;
-	u64set_add(&c->qids, v->qid);
 	c->st->messages++;
 	c->st->rcpts_pending += pending;
 	struct seg_live *sl = seg_of(c, seq);
@@ -196,6 +197,15 @@ on_record(void *arg, const char *path, uint64_t offset, const struct spool_recor
 		}
 	}
 	c->ops->on_msg(c->ops->arg, m);
+}
+
+/* Passes a damaged region on with the caller's arg (spool_scan's arg is our context). */
+static void
+on_scan_problem(void *arg, const char *path, uint64_t offset, uint64_t skipped, const char *what)
+{
+	struct rctx *c = arg;
+	if (c->ops->on_problem)
+		c->ops->on_problem(c->ops->arg, path, offset, skipped, what);
 }
 
 static int
@@ -241,10 +251,8 @@ recover_dir(struct rctx *c, const char *dir, unsigned stream)
 	c->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c->dirfd < 0)
 		return -errno;
-	struct spool_scan_ops sops = {.on_record = on_record, .on_problem = c->ops->on_problem,
+	struct spool_scan_ops sops = {.on_record = on_record, .on_problem = on_scan_problem,
 				      .arg = c};
-	if (!sops.on_problem)
-		sops.on_problem = NULL;
 	struct spool_scan_stats ss;
 	int rc = spool_scan_dir(dir, &sops, &ss);
 	close(c->dirfd);

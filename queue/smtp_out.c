@@ -84,6 +84,7 @@ static void conn_close(struct dlv_conn *c);
 static void conn_fail(struct dlv_conn *c, const char *status, bool site_trouble,
 		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void conn_next_txn(struct dlv_conn *c);
+static void conn_quit(struct dlv_conn *c);
 
 /* ---- output ---- */
 
@@ -171,10 +172,7 @@ conn_timer_fire(struct timer *t)
 	if (c->st == OC_CLOSING)
 		return;
 	if (c->st == OC_IDLE) {
-		c->st = OC_QUIT;
-		out_printf(c, "QUIT\r\n");
-		out_flush(c);
-		conn_timer_set(c, QUIT_WAIT_MS);
+		conn_quit(c);
 		return;
 	}
 	if (c->st == OC_QUIT) {
@@ -277,13 +275,8 @@ conn_close(struct dlv_conn *c)
 void
 smtp_out_shutdown(struct dlv_conn *c)
 {
-	if (c->st == OC_IDLE) {
-		timer_disarm(&c->d->loop->wheel, &c->timer);
-		c->st = OC_QUIT;
-		out_printf(c, "QUIT\r\n");
-		out_flush(c);
-		conn_timer_set(c, QUIT_WAIT_MS);
-	}
+	if (c->st == OC_IDLE)
+		conn_quit(c);
 }
 
 /* Settles what the transaction left open as deferred, and closes. */
@@ -445,19 +438,30 @@ txn_reject_early(struct dlv_conn *c, struct dlv_job *j, uint32_t ntx)
 }
 
 static void
+conn_quit(struct dlv_conn *c)
+{
+	c->st = OC_QUIT;
+	out_printf(c, "QUIT\r\n");
+	out_flush(c);
+	conn_timer_set(c, QUIT_WAIT_MS);
+}
+
+static void
 conn_next_txn(struct dlv_conn *c)
 {
 	struct delivery *d = c->d;
 	const struct config_domain_policy *pol = conn_policy(c);
 	for (;;) {
 		if (d->stopping || c->transactions >= pol->max_messages_per_connection) {
-			c->st = OC_QUIT;
-			out_printf(c, "QUIT\r\n");
-			out_flush(c);
-			conn_timer_set(c, QUIT_WAIT_MS);
+			conn_quit(c);
 			return;
 		}
 		struct dlv_job *j = dlv_site_take(c->site);
+		if (!j && atomic_exchange(c->site->gstarved, 0)) {
+			/* another shard waits for a place in this site's connections: give ours */
+			conn_quit(c);
+			return;
+		}
 		if (!j) {
 			c->st = OC_IDLE;
 			unsigned idle = d->cfg->idle_timeout;

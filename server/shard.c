@@ -486,7 +486,7 @@ shard_on_cqe(void *ctx, struct io_uring_cqe *cqe)
 			       shard_spool_done, sh);
 		return;
 	}
-	if (op == OP_DNS || op == OP_DLV || op == OP_JOURNAL) {
+	if (op == OP_DNS || op == OP_DLV || op == OP_JOURNAL || op == OP_DSPOOL) {
 		if (sh->dlv)
 			delivery_complete(sh->dlv, cqe);
 		return;
@@ -603,6 +603,8 @@ shard_delivery_start(struct shard *sh)
 	    .op_dns = OP_DNS,
 	    .op_out = OP_DLV,
 	    .op_journal = OP_JOURNAL,
+	    .op_dspool = OP_DSPOOL,
+	    .next_seq = sh->next_seq,
 	    .qid_next = shard_qid_cb,
 	    .date = shard_date_cb,
 	    .arg = sh,

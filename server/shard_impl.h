@@ -25,6 +25,7 @@ enum shard_op {
 	OP_DNS,     /* the delivery's resolver */
 	OP_DLV,     /* the delivery's outbound connections */
 	OP_JOURNAL, /* the delivery's completion logs */
+	OP_DSPOOL,  /* the delivery's deferred stream */
 };
 
 struct shard {
