@@ -1,0 +1,89 @@
+"""Mail that keeps waiting: the deferred stream (a message deferred twice leaves the hot spool
+segments, so one dead destination pins nothing), delay warnings ([queue] warn_after), and
+[domain] tls = required (no TLS in this build yet: deferred with a clear reason, never sent in
+the clear). Receivers are outbound.Receiver on loopback, reached through [transport]."""
+import glob
+import os
+import signal
+
+import pytest
+
+from outbound import (events, loopback_address, make_message, outbound_sections, parse_dsn,
+                      send, wait_events, wait_maildir, wait_until)
+
+SENDER = "sender@localhost"
+
+
+def mta(ringmx_factory, hop, queue=None, shards="2", **sections):
+    server = {"max_connections_per_ip": "0", "shards": shards}
+    return ringmx_factory(server=server, transport={"slow.test": hop},
+                          **outbound_sections(None, queue=queue, **sections))
+
+
+def segments(path):
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(path, "seg-*.rmx")))
+
+
+@pytest.mark.outbound
+def test_a_message_deferred_twice_moves_out_of_the_hot_segments(ringmx_factory, receivers):
+    addr = loopback_address(2525)
+    rcv = receivers(addr, 2525)
+    rcv.fail("RCPT", "451 4.3.0 try again later")
+    # 1 MiB segments (the least) roll after a little mail: the hot segment can then go
+    srv = mta(ringmx_factory, "smtp:[%s]:2525" % addr, queue={"retry": "1s"},
+              spool={"segment_size": "1M"}, shards="1")
+    qid = send(srv, SENDER, ["u@slow.test"], make_message(subject="keeps waiting"))
+    (mv,) = wait_events(srv, "moved_to_deferred", qid=qid, timeout=10)
+    assert mv["to"].startswith("deferred/seg-") and mv["recipients_pending"] == "1"
+    deferred_dir = os.path.join(srv.spool, "deferred")
+    assert segments(deferred_dir), "no segment in the deferred stream"
+    # more mail rolls the hot segment; the moved message no longer keeps it
+    filler = ("y" * 998 + "\r\n") * 700
+    for i in range(3):
+        send(srv, SENDER, ["x%d@localhost" % i], make_message(subject="filler %d" % i,
+                                                                body=filler))
+    wait_events(srv, "segment_removed", timeout=10)
+    hot_seg = mv["from"]
+    wait_until(lambda: hot_seg not in segments(srv.spool), timeout=10,
+               what="%s removed from the hot spool" % hot_seg)
+    # a crash now: the copy in the deferred stream is what comes back, once
+    srv.kill()
+    rcv.rules.clear()
+    srv.start()
+    rcv.wait_messages(1, timeout=10)
+    wait_events(srv, "delivered", qid=qid, timeout=5)
+    assert len([m for m in rcv.messages if b"keeps waiting" in m.data]) == 1
+
+
+@pytest.mark.outbound
+def test_a_delay_warning_goes_to_the_sender_after_warn_after(ringmx_factory, receivers):
+    addr = loopback_address(2525)
+    rcv = receivers(addr, 2525)
+    rcv.fail("RCPT", "451 4.3.0 greylisted")
+    srv = mta(ringmx_factory, "smtp:[%s]:2525" % addr,
+              queue={"retry": "1s", "warn_after": "2s", "max_lifetime": "1h"})
+    qid = send(srv, SENDER, ["u@slow.test"], make_message(subject="slow"))
+    (w,) = wait_events(srv, "delay_warning_queued", qid=qid, timeout=10)
+    assert w["to"] == SENDER
+    (data,) = wait_maildir(srv.maildir, "sender", 1, timeout=5)
+    msg, groups, original = parse_dsn(data)
+    assert "Delayed" in msg["Subject"]
+    assert groups[1]["action"] == "delayed" and groups[1]["status"].startswith("4.")
+    assert "will-retry-until" in groups[1]
+    # one warning only, and the message is still queued, not bounced
+    srv_log_deferred = len(events(srv, "deferred", qid=qid))
+    wait_until(lambda: len(events(srv, "deferred", qid=qid)) > srv_log_deferred + 1, timeout=5)
+    assert len(events(srv, "delay_warning_queued", qid=qid)) == 1
+    assert events(srv, "bounced", qid=qid) == []
+
+
+@pytest.mark.outbound
+def test_tls_required_defers_instead_of_sending_in_the_clear(ringmx_factory, receivers):
+    addr = loopback_address(2525)
+    rcv = receivers(addr, 2525)
+    srv = mta(ringmx_factory, "smtp:[%s]:2525" % addr, queue={"retry": "1s"},
+              extra={"domain slow.test": {"tls": "required"}})
+    qid = send(srv, SENDER, ["u@slow.test"], make_message(subject="secret"))
+    d = wait_events(srv, "deferred", 2, qid=qid, timeout=10)
+    assert d[0]["dsn"] == "4.7.5" and "TLS is required" in d[0]["reply"], d[0]
+    assert rcv.messages == [] and rcv.connections == []
