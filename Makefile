@@ -19,7 +19,7 @@ ifneq ($(dns_SRC),)
 LIBS += $(BUILD)/libdns.a
 endif
 
-PROGS := $(BIN)/ringmx $(BIN)/ringmx-spool $(BIN)/ringmx-bench $(BIN)/ringmx-sink $(BIN)/ringmx-resolve
+PROGS := $(BIN)/ringmx $(BIN)/ringmx-spool $(BIN)/ringmxctl $(BIN)/ringmx-bench $(BIN)/ringmx-sink $(BIN)/ringmx-resolve
 UNIT_SRC := $(wildcard tests/unit/*/test_*.c)
 
 .PHONY: all run test unit integration check-asan clean deps test-deps fmt
@@ -44,6 +44,7 @@ LINK_LIBS := -Wl,--start-group $(BUILD)/libbench.a $(BUILD)/libserver.a \
 	     $(if $(dns_SRC),$(BUILD)/libdns.a) $(BUILD)/libqueue.a -Wl,--end-group
 $(BIN)/ringmx:       $(BUILD)/server/main.o $(LIBS)
 $(BIN)/ringmx-spool: $(BUILD)/queue/spool_main.o $(LIBS)
+$(BIN)/ringmxctl:    $(BUILD)/queue/ctl_main.o $(LIBS)
 $(BIN)/ringmx-bench: $(BUILD)/bench/bench_main.o $(LIBS)
 $(BIN)/ringmx-sink:  $(BUILD)/bench/sink_main.o $(LIBS)
 $(BIN)/ringmx-resolve: $(BUILD)/dns/resolve_main.o $(LIBS)

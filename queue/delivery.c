@@ -614,6 +614,11 @@ home_moved(struct delivery *d, struct dlv_bounce *b, const struct spool_done *sd
 		return; /* finished meanwhile: the copy is all done, nothing moves */
 	struct dlv_segment *old = seg_find(d, m->stream, m->seq, false);
 	uint32_t old_seq = m->seq;
+	/* and the old segment's log: the hot record is finished (its recipients moved), so a
+	 * restart never brings it back after the copy was delivered and removed */
+	for (uint32_t i = 0; i < m->v.nrcpt; i++)
+		if (!m->rdone[i])
+			journal_add(d->journal, QMSG_HOT, old_seq, m->v.qid, i);
 	m->stream = QMSG_DEFERRED;
 	m->seq = sd->seq;
 	if (nsg)
@@ -1941,4 +1946,36 @@ delivery_free(struct delivery *d)
 	free(d->dirty_site);
 	free(d->segs);
 	free(d);
+}
+
+/* ---- for delivery_ctl.c (ringmxctl) ----------------------------------------------------- */
+
+struct dlv_domain *
+dlv_domain_get(struct delivery *d, const char *name)
+{
+	return dom_get(d, name);
+}
+
+void
+dlv_domain_mark(struct delivery *d, struct dlv_domain *dom)
+{
+	dom_mark(d, dom);
+}
+
+unsigned
+dlv_domain_owner(const struct delivery *d, const char *name)
+{
+	return domain_owner(d, name, strlen(name));
+}
+
+void
+dlv_send(struct delivery *d, unsigned to, struct xmsg *x)
+{
+	xsend(d, to, x);
+}
+
+void
+dlv_job_free(struct dlv_job *j)
+{
+	job_free(j);
 }

@@ -274,6 +274,15 @@ void dlv_site_ok(struct dlv_site *s);
 void dlv_site_mark(struct dlv_site *s);
 uint64_t dlv_now(const struct delivery *d);
 
+/* delivery.c, for delivery_ctl.c: the domain of that name (lower case), made if new (NULL: out
+ * of memory); marking it to be looked at this turn; the shard that owns a domain; sending a
+ * job or a report to a shard (the mesh, in order); freeing a job. */
+struct dlv_domain *dlv_domain_get(struct delivery *d, const char *name);
+void dlv_domain_mark(struct delivery *d, struct dlv_domain *dom);
+unsigned dlv_domain_owner(const struct delivery *d, const char *name);
+void dlv_send(struct delivery *d, unsigned to, struct xmsg *x);
+void dlv_job_free(struct dlv_job *j);
+
 /* smtp_out.c */
 struct dlv_conn *smtp_out_open(struct delivery *d, struct dlv_site *s);
 /* An idle connection: start the next transaction now, if the site has work. */

@@ -35,8 +35,10 @@ usage: scripts/bench-compare.sh [--quick] [options]
   --pipelining LIST      off,on (default off,on)
   --server-cpus LIST     CPUs for the servers, a taskset list (default: the upper half)
   --client-cpus LIST     CPUs for ringmx-bench and this script (default: the lower half)
-  --drain N              Postfix outbound drain of N queued messages into ringmx-sink
+  --drain N              outbound drain (ringmx and Postfix) of N queued messages into ringmx-sink
                          (default 10000; --quick 0 = skip)
+  --tag NAME             results as bench/results/NAME-bench-compare.* (a partial run that must
+                         not replace the full one)
   --no-half-load         skip the open-loop runs at half of each system's peak rate
   --no-install           do not run install-deps.sh nor npm (use what is there)
   --peer-logs            keep the servers' per-message logs (Postfix maillog_file, Haraka info,
@@ -51,7 +53,7 @@ EOF
 # ---------------------------------------------------------------------------------------------
 # Options
 QUICK=0
-DURATION="" WARMUP="" SIZES="" CONNS="" PERCONN="" PIPE="" DRAIN=""
+DURATION="" WARMUP="" SIZES="" CONNS="" PERCONN="" PIPE="" DRAIN="" USER_TAG=""
 SYSTEMS="postfix,haraka,ringmx,sink"
 SERVER_CPUS="" CLIENT_CPUS=""
 HALF_LOAD=1 INSTALL=1 PEER_LOGS=0 KEEP=0
@@ -80,6 +82,7 @@ while [ $# -gt 0 ]; do
 	--server-cpus) needval "$@"; SERVER_CPUS=$val ;;
 	--client-cpus) needval "$@"; CLIENT_CPUS=$val ;;
 	--drain) needval "$@"; DRAIN=$val ;;
+	--tag) needval "$@"; USER_TAG=$val ;;
 	--no-half-load) HALF_LOAD=0 ;;
 	--no-install) INSTALL=0 ;;
 	--peer-logs) PEER_LOGS=1 ;;
@@ -98,6 +101,7 @@ else
 	: "${PERCONN:=1,0}" "${PIPE:=off,on}" "${DRAIN:=10000}"
 	TAG=""
 fi
+[ -n "$USER_TAG" ] && TAG="$USER_TAG-"
 split() { tr ',' ' ' <<<"$1"; }
 for s in $(split "$SYSTEMS"); do
 	case "$s" in postfix | haraka | ringmx | sink) ;; *) echo "bench-compare: unknown system $s" >&2; exit 2 ;; esac
@@ -666,6 +670,15 @@ def report(raw, out, tag):
                        f"ringmx at {c['rate']}/s ({c['connections']} connections, open loop): "
                        f"p99 {p99:.2f} ms (p50 {(c['latency_eod_us'].get('p50') or 0) / 1000:.2f} ms)",
                        'PASS' if p99 <= 2 and c['check'] == 'ok' else 'FAIL'))
+    dr = {d['system']: d for d in drains if d.get('elapsed_s')}
+    if 'ringmx' in dr and 'postfix' in dr:
+        r, p = dr['ringmx'], dr['postfix']
+        ratio = p['elapsed_s'] / r['elapsed_s'] if r['elapsed_s'] > 0 else 0
+        ok = not r.get('error') and not p.get('error')
+        checks.append(('outbound: drain of a queue into ringmx-sink >= 20x faster than Postfix',
+                       f"{r['messages']} messages: ringmx {r['elapsed_s']:.2f} s, Postfix "
+                       f"{p['elapsed_s']:.2f} s: {ratio:.1f}x" + ('' if ok else ' (a check failed)'),
+                       'PASS' if ratio >= 20 and ok else 'FAIL'))
     summary['design_checks'] = [{'target': t, 'measured': m, 'verdict': v} for t, m, v in checks]
     with open(f'{out}/{tag}bench-compare.json', 'w') as f:
         json.dump(summary, f, indent=1)
@@ -1038,7 +1051,8 @@ haraka_wipe() { find "$HK/spool" -mindepth 1 -delete; }
 
 # ---- ringmx
 RX=$TMP/ringmx
-ringmx_conf() {
+ringmx_conf() { # mode: accept (keep what is accepted, deliver nothing) | drain | drain-held
+	local mode=${1:-accept}
 	mkdir -p "$RX/spool"
 	cat >"$RX/ringmx.conf" <<EOF
 # ringmx bench-compare
@@ -1058,6 +1072,21 @@ fsync = yes
 [accept]
 domains = localhost
 EOF
+	if [ "$mode" = accept ]; then
+		# like Postfix's hold queue: stored (fdatasync'ed), never delivered
+		printf '\n[deliver]\nenabled = no\n' >>"$RX/ringmx.conf"
+	else
+		cat >>"$RX/ringmx.conf" <<EOF
+
+[deliver]
+# everything to the sink, as Postfix's relayhost; the default destination limits
+relayhost = [127.0.0.1]:$SINK_DRAIN_PORT
+maildir_root = $RX/mail
+
+[queue]
+hold = $([ "$mode" = drain-held ] && echo yes || echo no)
+EOF
+	fi
 	bin/ringmx -c "$RX/ringmx.conf" --check >/dev/null
 }
 ringmx_start() {
@@ -1309,8 +1338,63 @@ fi
 DRAIN_FILE=$RAW/drain.jsonl
 : >"$DRAIN_FILE"
 if [ "$DRAIN" -gt 0 ]; then
-	log "outbound drain: ringmx has no outbound delivery yet: its drain benchmark is skipped"
-	printf '%s\n' '{"system": "ringmx", "summary": "Outbound drain: ringmx has no outbound delivery yet; not measured."}' >>"$DRAIN_FILE"
+	if [[ " ${WANT[*]} " == *" ringmx "* ]]; then
+		log "outbound drain: ringmx, $DRAIN queued messages into ringmx-sink"
+		ringmx_wipe
+		ringmx_conf drain-held
+		CUR_PORT=${PORT[ringmx]}
+		ringmx_start
+		rp=$SRV_PID
+		dr_err=""
+		if hp waitport "$CUR_PORT" 30 "$rp"; then
+			timeout -k 5 -s TERM 600 bin/ringmx-bench --server "127.0.0.1:$CUR_PORT" --threads "$NCLIENT" \
+				--connections 50 --messages "$DRAIN" --size 4k --pipelining --to 'user{n}@drain.test' --json \
+				>"$RAW/drain-ringmx-preload.json" 2>"$RAW/drain-ringmx-preload.err" || true
+			queued=$(hp jget "$RAW/drain-ringmx-preload.json" accepted)
+			[ "$queued" = "$DRAIN" ] || dr_err="preloaded $queued of $DRAIN"
+			# held: stop, and start again with delivery on (what `postqueue -f` is to Postfix;
+			# the restart's spool replay is inside the timing)
+			stop_server ringmx "$rp"
+			ringmx_conf drain
+			rm -f "$RAW/drain-ringmx-sink.json"
+			bin/ringmx-sink --listen "127.0.0.1:$SINK_DRAIN_PORT" --shards "$NCLIENT" \
+				--stats "$RAW/drain-ringmx-sink.json" >>"$TMP/sink.log" 2>&1 &
+			sinkpid=$!
+			STARTED_PIDS+=("$sinkpid")
+			hp waitport "$SINK_DRAIN_PORT" 10 "$sinkpid" || dr_err="sink did not start"
+			t0=$(now)
+			ringmx_start
+			rp=$SRV_PID
+			got=0
+			lim=$(awk -v n="$DRAIN" 'BEGIN { printf "%d", 120 + n / 20 }')
+			while [ "${got:-0}" -lt "${queued:-0}" ]; do
+				awk -v a="$(now)" -v b="$t0" -v l="$lim" 'BEGIN { exit !(a - b > l) }' && { dr_err="not drained after ${lim}s ($got of $queued)"; break; }
+				kill -USR1 "$sinkpid" 2>/dev/null
+				sleep 0.02
+				got=$(hp jget "$RAW/drain-ringmx-sink.json" messages 2>/dev/null || echo 0)
+			done
+			t1=$(now)
+			cpu0=0
+			cpu1=$(hp cpu "$rp")
+			stop_server ringmx "$rp"
+			stop_server sink "$sinkpid"
+			delivered=$(hp jget "$RAW/drain-ringmx-sink.json" messages)
+			[ "$delivered" = "$queued" ] || dr_err="${dr_err:+$dr_err; }sink received $delivered of $queued"
+		else
+			dr_err="ringmx did not start"
+			stop_server ringmx "$rp"
+		fi
+		ringmx_wipe
+		el=$(fsub "${t1:-0}" "${t0:-0}")
+		summary=$(awk -v n="$DRAIN" -v e="$el" -v c0="${cpu0:-0}" -v c1="${cpu1:-0}" -v err="$dr_err" 'BEGIN {
+			printf "Outbound drain: ringmx delivered %d queued 4k messages to ringmx-sink in %.2f s = %.0f msgs/s (start-up and spool replay included), server CPU %.2f s (%.3f s per 1000)%s",
+				n, e, (e > 0 ? n / e : 0), c1 - c0, (n ? (c1 - c0) * 1000 / n : 0), (err != "" ? "; CHECK FAILED: " err : "") }')
+		[ -n "$dr_err" ] && loud "drain: $dr_err"
+		log "$summary"
+		"$PY" -c 'import json,sys; print(json.dumps({"system": "ringmx", "messages": int(sys.argv[1]), "elapsed_s": float(sys.argv[2]), "error": sys.argv[3] or None, "summary": sys.argv[4]}))' \
+			"$DRAIN" "$el" "$dr_err" "$summary" >>"$DRAIN_FILE"
+		ringmx_conf accept
+	fi
 	if [[ " ${WANT[*]} " == *" postfix "* ]]; then
 		log "outbound drain: Postfix, $DRAIN queued messages into ringmx-sink"
 		postfix_wipe
@@ -1362,7 +1446,7 @@ if [ "$DRAIN" -gt 0 ]; then
 		postfix_conf accept
 	fi
 else
-	log "outbound drain: skipped (--drain 0); ringmx has no outbound delivery yet"
+	log "outbound drain: skipped (--drain 0)"
 fi
 
 FINISHED=$(date -u +%Y-%m-%dT%H:%M:%SZ)

@@ -4,7 +4,8 @@
  *   ringmx [-c FILE] [--check]
  *
  * Runs in the foreground and logs to stderr. SIGTERM/SIGINT stop gracefully; SIGHUP reloads
- * the config file (what cannot change without a restart is logged and kept).
+ * the config file (what cannot change without a restart is logged and kept). ringmxctl talks
+ * to it on [server] control_socket (server/control.c).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include "server/listen.h"
 #include "server/config.h"
 #include "server/conn_limits.h"
+#include "server/control.h"
 #include "server/log.h"
 #include "server/shard.h"
 
@@ -171,6 +173,7 @@ struct daemon {
 	struct delivery_mesh *mesh;
 	struct dns_local local;
 	struct shard_recovered recovered[SHARDS_MAX];
+	struct control *ctl;
 };
 
 static void
@@ -229,6 +232,13 @@ daemon_start(struct daemon *d)
 	uint32_t seq;
 	uint64_t max_qid;
 	d->nshards = shard_count(d->cfg);
+	/* the control socket first: a path in use stops the start before anything else runs */
+	d->ctl = control_open(d->cfg->control_socket, err, sizeof err);
+	if (!d->ctl) {
+		fprintf(stderr, "ringmx: %s\n", err);
+		log_msg(LOG_ERROR, "start_failed", "%s", err);
+		return -1;
+	}
 	if (spool_recover(d->cfg, d->nshards, d->recovered, &seq, &max_qid) < 0)
 		return -1;
 	atomic_store(&d->next_seq, seq);
@@ -274,6 +284,11 @@ daemon_start(struct daemon *d)
 		}
 	}
 	recovered_free(d);
+	if (control_start(d->ctl, d->shards, d->nshards, err, sizeof err) < 0) {
+		fprintf(stderr, "ringmx: %s\n", err);
+		log_msg(LOG_ERROR, "start_failed", "%s", err);
+		return -1;
+	}
 	if (log_start(LOG_INFO, "started")) {
 		log_str("version", RINGMX_VERSION);
 		log_str("config", d->cfg->source);
@@ -282,6 +297,7 @@ daemon_start(struct daemon *d)
 		for (unsigned i = 0; i < d->cfg->nlisten; i++)
 			log_str("listen", d->cfg->listen[i].text);
 		log_str("spool", d->cfg->spool_dir);
+		log_str("control_socket", d->cfg->control_socket);
 		log_finish();
 	}
 	return 0;
@@ -304,6 +320,9 @@ recovered_free(struct daemon *d)
 static void
 daemon_stop(struct daemon *d)
 {
+	/* ringmxctl first: it asks the shards, which must still run to answer */
+	control_stop(d->ctl);
+	d->ctl = NULL;
 	for (unsigned i = 0; i < d->nshards; i++)
 		if (d->shards[i])
 			shard_request_stop(d->shards[i]);
@@ -368,6 +387,9 @@ main(int argc, char **argv)
 			strerror(-rc));
 		return 1;
 	}
+	if (d.cfg->deliver_enabled && (rc = mkdir_p(d.cfg->maildir_root)) < 0)
+		log_msg(LOG_WARN, "maildir_root", "%s: cannot create: %s (local delivery defers "
+			"until it exists)", d.cfg->maildir_root, strerror(-rc));
 	int lock_fd = spool_dir_lock(d.cfg->spool_dir, err, sizeof err);
 	if (lock_fd < 0) {
 		fprintf(stderr, "ringmx: %s\n", err);

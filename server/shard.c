@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "queue/ctl.h"
 #include "queue/delivery.h"
 #include "server/assert.h"
 #include "server/listen.h"
@@ -52,6 +53,12 @@ shard_create(const struct shard_params *p, char *err, size_t err_len)
 		sh->listen_fd[i] = -1;
 	pthread_mutex_init(&sh->start_mu, NULL);
 	pthread_cond_init(&sh->start_cv, NULL);
+	pthread_mutex_init(&sh->ctl_mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&sh->ctl_cv, &ca);
+	pthread_condattr_destroy(&ca);
 	const struct config *cfg = p->cfg;
 	for (unsigned i = 0; i < cfg->nlisten; i++) {
 		const struct config_listen *ln = &cfg->listen[i];
@@ -136,6 +143,8 @@ shard_destroy(struct shard *sh)
 	free(sh->scratch);
 	pthread_mutex_destroy(&sh->start_mu);
 	pthread_cond_destroy(&sh->start_cv);
+	pthread_mutex_destroy(&sh->ctl_mu);
+	pthread_cond_destroy(&sh->ctl_cv);
 	free(sh);
 }
 
@@ -536,11 +545,42 @@ shard_config_pickup(struct shard *sh)
 	atomic_store_explicit(&sh->cfg_ack_gen, gen, memory_order_release);
 }
 
+/* A ringmxctl request posted by shard_ctl: run here, before the delivery's turn, so that what
+ * it marks (flush, release, resume) is started in this very turn. */
+static void
+shard_ctl_serve(struct shard *sh)
+{
+	if (!atomic_load_explicit(&sh->ctl_posted, memory_order_acquire))
+		return;
+	pthread_mutex_lock(&sh->ctl_mu);
+	atomic_store_explicit(&sh->ctl_posted, false, memory_order_relaxed);
+	if (sh->ctl_state != SHARD_CTL_POSTED) { /* withdrawn */
+		pthread_mutex_unlock(&sh->ctl_mu);
+		return;
+	}
+	sh->ctl_state = SHARD_CTL_RUNNING;
+	pthread_mutex_unlock(&sh->ctl_mu);
+	size_t len;
+	if (sh->dlv) {
+		len = delivery_ctl(sh->dlv, sh->ctl_req, sh->ctl_out, sh->ctl_cap);
+	} else {
+		int n = snprintf(sh->ctl_out, sh->ctl_cap, "%cdelivery is disabled ([deliver] "
+			"enabled = no)\n", CTL_TAG_ERROR);
+		len = n < 0 ? 0 : (size_t)n < sh->ctl_cap ? (size_t)n : sh->ctl_cap - 1;
+	}
+	pthread_mutex_lock(&sh->ctl_mu);
+	sh->ctl_len = len;
+	sh->ctl_state = SHARD_CTL_DONE;
+	pthread_cond_signal(&sh->ctl_cv);
+	pthread_mutex_unlock(&sh->ctl_mu);
+}
+
 static void
 shard_before_wait(void *ctx)
 {
 	struct shard *sh = ctx;
 	shard_config_pickup(sh);
+	shard_ctl_serve(sh);
 	if (sh->dlv)
 		delivery_before_wait(sh->dlv);
 	if (sh->spool)
@@ -718,6 +758,54 @@ shard_request_stop(struct shard *sh)
 	uint64_t one = 1;
 	ssize_t w = write(sh->wake_fd, &one, sizeof one);
 	(void)w;
+}
+
+long
+shard_ctl(struct shard *sh, const char *req, char *out, size_t cap)
+{
+	ASSERT(cap > 0);
+	pthread_mutex_lock(&sh->ctl_mu);
+	ASSERT(sh->ctl_state == SHARD_CTL_IDLE);
+	sh->ctl_req = req;
+	sh->ctl_out = out;
+	sh->ctl_cap = cap;
+	sh->ctl_len = 0;
+	sh->ctl_state = SHARD_CTL_POSTED;
+	atomic_store_explicit(&sh->ctl_posted, true, memory_order_release);
+	pthread_mutex_unlock(&sh->ctl_mu);
+	uint64_t one = 1;
+	ssize_t w = write(sh->wake_fd, &one, sizeof one);
+	(void)w;
+
+	struct timespec dl;
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	dl.tv_sec += SHARD_CTL_TIMEOUT_MS / 1000;
+	dl.tv_nsec += (long)(SHARD_CTL_TIMEOUT_MS % 1000) * 1000000;
+	if (dl.tv_nsec >= 1000000000) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000;
+	}
+	long rc = 0;
+	pthread_mutex_lock(&sh->ctl_mu);
+	while (sh->ctl_state == SHARD_CTL_POSTED) {
+		if (pthread_cond_timedwait(&sh->ctl_cv, &sh->ctl_mu, &dl) == ETIMEDOUT &&
+		    sh->ctl_state == SHARD_CTL_POSTED) {
+			/* not taken: withdrawn, so the shard never writes into out */
+			sh->ctl_state = SHARD_CTL_IDLE;
+			rc = -ETIMEDOUT;
+		}
+	}
+	/* taken: delivery_ctl only computes (no I/O, no waiting), so this wait is short */
+	while (sh->ctl_state == SHARD_CTL_RUNNING)
+		pthread_cond_wait(&sh->ctl_cv, &sh->ctl_mu);
+	if (sh->ctl_state == SHARD_CTL_DONE) {
+		rc = (long)sh->ctl_len;
+		sh->ctl_state = SHARD_CTL_IDLE;
+	}
+	sh->ctl_req = NULL;
+	sh->ctl_out = NULL;
+	pthread_mutex_unlock(&sh->ctl_mu);
+	return rc;
 }
 
 void

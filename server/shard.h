@@ -3,11 +3,13 @@
  *
  * Shards share nothing but atomics: the connection limits, the segment sequence counter and
  * the published config. main.c creates them, starts them, publishes a new config on SIGHUP
- * and asks them to stop on SIGTERM. ringmx-sink runs the same shards in sink mode: no spool,
+ * and asks them to stop on SIGTERM; the control thread (server/control.c) asks them ringmxctl
+ * requests through a small mailbox (shard_ctl). ringmx-sink runs the same shards in sink mode: no spool,
  * every recipient accepted, messages answered (after an optional delay, or failed at chosen
  * rates) and discarded.
  *
- * Failure: shard_create / shard_start return NULL / -errno with err filled.
+ * Failure: shard_create / shard_start return NULL / -errno with err filled; shard_ctl returns
+ * -ETIMEDOUT when the shard does not answer.
  */
 #ifndef RINGMX_SHARD_H
 #define RINGMX_SHARD_H
@@ -73,6 +75,13 @@ uint64_t shard_config_acked(struct shard *sh);
 /* Thread-safe: graceful stop (stop accepting, finish transactions up to shutdown_timeout). */
 void shard_request_stop(struct shard *sh);
 void shard_join(struct shard *sh);
+/* Thread-safe (the control thread; one caller at a time): runs one ringmxctl request line on
+ * the shard's thread (delivery_ctl, queue/ctl.h) at the start of its next turn and copies the
+ * shard's answer (at most cap bytes) into out. Returns the answer's length, or -ETIMEDOUT when
+ * the shard did not take the request within SHARD_CTL_TIMEOUT_MS (it is withdrawn). A shard
+ * without delivery answers that delivery is disabled. */
+#define SHARD_CTL_TIMEOUT_MS 5000
+long shard_ctl(struct shard *sh, const char *req, char *out, size_t cap);
 void shard_destroy(struct shard *sh);
 const struct shard_stats *shard_stats(const struct shard *sh);
 

@@ -28,6 +28,9 @@ enum shard_op {
 	OP_DSPOOL,  /* the delivery's deferred stream */
 };
 
+/* shard_ctl's mailbox: the control thread posts, the shard runs it and says it is done. */
+enum shard_ctl_state { SHARD_CTL_IDLE = 0, SHARD_CTL_POSTED, SHARD_CTL_RUNNING, SHARD_CTL_DONE };
+
 struct shard {
 	unsigned id;
 	pthread_t thread;
@@ -77,6 +80,16 @@ struct shard {
 	char date[64]; /* RFC 5322 date for Received:, cached per second */
 
 	struct shard_stats stats;
+
+	/* shard_ctl's mailbox: one request at a time from the control thread. The shard looks at
+	 * ctl_posted (an atomic) each turn and takes the mutex only when it is set. */
+	pthread_mutex_t ctl_mu;
+	pthread_cond_t ctl_cv; /* on CLOCK_MONOTONIC */
+	enum shard_ctl_state ctl_state;
+	_Atomic bool ctl_posted;
+	const char *ctl_req;
+	char *ctl_out;
+	size_t ctl_cap, ctl_len;
 
 	pthread_mutex_t start_mu; /* start-up handshake only, never on the hot path */
 	pthread_cond_t start_cv;

@@ -138,8 +138,8 @@ ring_init(struct io_uring *ring)
 static struct journal *
 journal_make(bool fsync)
 {
-	struct journal *j = journal_new(
-	    &(struct journal_params){.dirfd = {dirfds[0], dirfds[1]}, .fsync = fsync});
+	struct journal *j =
+	    journal_new(&(struct journal_params){.dirfd = {dirfds[0], dirfds[1]}, .fsync = fsync});
 
 	cr_assert_not_null(j);
 	return j;
@@ -285,7 +285,8 @@ Test(journal, entries_added_while_a_batch_is_in_flight_follow_it)
 	/* The file has a batch in flight: these wait for the next flush. */
 	add_entries(j, QMSG_HOT, 3, 10, 5);
 	journal_flush(j, &ring, UD_BASE);
-	cr_assert_eq(io_uring_sq_ready(&ring), 0, "a second batch went out while one was in flight");
+	cr_assert_eq(io_uring_sq_ready(&ring), 0,
+		     "a second batch went out while one was in flight");
 	run_until_idle(j, &ring);
 	journal_stats_get(j, &st);
 	cr_assert_eq(st.batches, 2);

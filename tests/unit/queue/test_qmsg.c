@@ -14,7 +14,7 @@
 
 static const struct spool_str RCPTS[] = {
     {"a@Example.ORG", 13},
-    {"postmaster", 10},         /* no '@' */
+    {"postmaster", 10},	       /* no '@' */
     {"\"x@y\"@z.example", 15}, /* a quoted local part holding '@': the last one counts */
     {"trailing@", 9},
 };

@@ -92,7 +92,10 @@ struct seg {
 };
 
 static const struct spool_str RCPTS[] = {
-    {"r0@a.example", 12}, {"r1@b.example", 12}, {"r2@a.example", 12}, {"r3@c.example", 12},
+    {"r0@a.example", 12},
+    {"r1@b.example", 12},
+    {"r2@a.example", 12},
+    {"r3@c.example", 12},
 };
 
 /* Appends a record for qid with the first nrcpt of RCPTS; returns its length. */
@@ -109,7 +112,8 @@ seg_add(struct seg *s, uint64_t qid, uint32_t nrcpt)
 	    .nrcpt = nrcpt,
 	};
 	char msg[64];
-	int n = snprintf(msg, sizeof(msg), "Subject: %llu\r\n\r\nbody\r\n", (unsigned long long)qid);
+	int n =
+	    snprintf(msg, sizeof(msg), "Subject: %llu\r\n\r\nbody\r\n", (unsigned long long)qid);
 	size_t len;
 
 	cr_assert_leq(nrcpt, sizeof(RCPTS) / sizeof(RCPTS[0]));
@@ -211,8 +215,8 @@ static struct seen *
 recover(unsigned nshards, bool load)
 {
 	static struct seen s;
-	struct recover_ops ops = {.on_msg = on_msg, .on_segment = on_segment,
-				  .on_problem = on_problem, .arg = &s};
+	struct recover_ops ops = {
+	    .on_msg = on_msg, .on_segment = on_segment, .on_problem = on_problem, .arg = &s};
 
 	memset(&s, 0, sizeof(s));
 	cr_assert_eq(recover_spool(tmpdir, nshards, load, &ops, &s.st), 0);
@@ -365,7 +369,7 @@ Test(recover, every_segment_is_reported_with_its_live_count)
 	seg_write(QMSG_HOT, 2, &b);
 	done_write(QMSG_HOT, 2, db, 1);
 	seg_write(QMSG_HOT, 3, &c); /* segment 3: empty */
-	seg_add(&d, 6, 1);          /* deferred segment 4: one live */
+	seg_add(&d, 6, 1);	    /* deferred segment 4: one live */
 	seg_write(QMSG_DEFERRED, 4, &d);
 	s = recover(4, true);
 	cr_assert_eq(s->nseg, 4);
@@ -527,8 +531,10 @@ Test(recover, without_load_it_counts_and_reports_segments_but_makes_no_messages)
 	static struct seg a;
 	static const struct done d[] = {{2, 0}};
 	struct seen s = {.nmsg = 0};
-	struct recover_ops ops = {.on_msg = on_msg_must_not_be_called, .on_segment = on_segment,
-				  .on_problem = on_problem, .arg = &s};
+	struct recover_ops ops = {.on_msg = on_msg_must_not_be_called,
+				  .on_segment = on_segment,
+				  .on_problem = on_problem,
+				  .arg = &s};
 
 	seg_add(&a, 1, 2);
 	seg_add(&a, 2, 1);
