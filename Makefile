@@ -5,7 +5,7 @@ CFLAGS  ?= -O2 -g
 BASE_CFLAGS := -std=c11 -Wall -Wextra -Werror -Wshadow -D_GNU_SOURCE -pthread -I.
 ALL_CFLAGS = $(CFLAGS) $(BASE_CFLAGS)
 JEMALLOC ?= -ljemalloc
-LDLIBS  += -luring -linih -lldns $(JEMALLOC) -lcrypto -lm -pthread
+LDLIBS  += -luring -linih -lldns $(JEMALLOC) -lssl -lcrypto -lm -pthread
 BUILD   ?= build
 BIN     ?= bin
 

@@ -1658,6 +1658,17 @@ domains_run(struct delivery *d)
 				dom_fail_ready(d, dom, false, "4.7.5", diag);
 				break;
 			}
+			if (dom->site->backoff_until_ms > now) {
+				/* the site is backed off: wait in the scheduled queue, where expiry
+				 * is watched, until the backoff ends */
+				struct dlv_job *j;
+				while ((j = dom_ready_pop(dom))) {
+					j->due_ms = dom->site->backoff_until_ms;
+					heap_push(dom, j);
+				}
+				dom_timer_update(d, dom);
+				break;
+			}
 			site_mark_ready(d, dom);
 			break;
 		case DR_NONE:
@@ -1835,6 +1846,14 @@ delivery_stop(struct delivery *d)
 	for (uint32_t i = 0; i < d->nconns_cap; i++)
 		if (d->conns && d->conns[i])
 			smtp_out_shutdown(d->conns[i]);
+}
+
+void
+delivery_stop_force(struct delivery *d)
+{
+	for (uint32_t i = 0; i < d->nconns_cap; i++)
+		if (d->conns && d->conns[i])
+			smtp_out_abort(d->conns[i]);
 }
 
 bool

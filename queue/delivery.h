@@ -89,6 +89,9 @@ void delivery_before_wait(struct delivery *d);
 
 /* Graceful stop: no new transactions; idle connections close. */
 void delivery_stop(struct delivery *d);
+/* At the stop deadline: outbound connections close now; their open recipients stay undone
+ * (delivered after the restart). */
+void delivery_stop_force(struct delivery *d);
 /* True while connections, lookups or journal writes are still going. */
 bool delivery_busy(const struct delivery *d);
 

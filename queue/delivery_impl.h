@@ -289,5 +289,7 @@ struct dlv_conn *smtp_out_open(struct delivery *d, struct dlv_site *s);
 void smtp_out_kick(struct dlv_conn *c);
 void smtp_out_complete(struct delivery *d, const struct io_uring_cqe *cqe);
 void smtp_out_shutdown(struct dlv_conn *c);
+/* Closes now: what the transaction had open is deferred (delivered again after a restart). */
+void smtp_out_abort(struct dlv_conn *c);
 
 #endif

@@ -273,6 +273,13 @@ conn_close(struct dlv_conn *c)
 }
 
 void
+smtp_out_abort(struct dlv_conn *c)
+{
+	if (c->st != OC_CLOSING)
+		conn_fail(c, "4.3.2", false, "ringmx is shutting down");
+}
+
+void
 smtp_out_shutdown(struct dlv_conn *c)
 {
 	if (c->st == OC_IDLE)
@@ -615,18 +622,16 @@ on_txn_reply(struct dlv_conn *c, const struct smtp_reply *r)
 		if (c->mail_failed || c->naccepted == 0)
 			break;
 		if (c->site->lmtp) {
-			/* one reply per accepted recipient, in RCPT order */
-			uint32_t want = c->body_replies++, seen = 0;
+			/* one reply per accepted recipient, in RCPT order: the first one still
+			 * waiting is the one this reply is for */
+			c->body_replies++;
 			for (uint32_t i = 0; i < c->ntx; i++) {
 				if (j->state[i] != R_ACCEPTED)
 					continue;
-				if (seen++ == want) {
-					dlv_rcpt_result(c->d, j, i, ok ? R_DELIVERED : bad,
-							ok ? (r->enh[0] ? r->enh : "2.0.0")
-							   : reply_status(r),
-							diag, relay, c->addr->host);
-					break;
-				}
+				dlv_rcpt_result(c->d, j, i, ok ? R_DELIVERED : bad,
+						ok ? (r->enh[0] ? r->enh : "2.0.0") : reply_status(r),
+						diag, relay, c->addr->host);
+				break;
 			}
 		} else {
 			for (uint32_t i = 0; i < c->ntx; i++)

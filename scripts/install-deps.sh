@@ -6,7 +6,8 @@
 set -euo pipefail
 
 build_pkgs=(gcc make pkg-config liburing-dev libjemalloc-dev libinih-dev libssl-dev libldns-dev)
-test_pkgs=(libcriterion-dev swaks python3 python3-pytest python3-aiosmtpd nsd ldnsutils clang
+test_pkgs=(libcriterion-dev swaks libnet-ssleay-perl libio-socket-ssl-perl openssl python3
+           python3-pytest python3-aiosmtpd nsd ldnsutils clang
            libclang-rt-14-dev postfix)
 bench_pkgs=(postfix gnuplot-nox procps bc)
 

@@ -29,6 +29,7 @@
 #include "dns/dns_resolver.h"
 #include "queue/assert.h"
 #include "queue/spool_record.h"
+#include "server/tls.h"
 
 /* Limits of the file itself. A line is bounded so that inih reads it whole, in one buffer. */
 #define CONFIG_LINE_MAX 65536
@@ -341,6 +342,12 @@ enum key_id {
 	K_MAX_LIFETIME,
 	K_WARN_AFTER,
 	K_HOLD,
+	K_SERVER_TLS,
+	K_LISTEN_TLS,
+	K_TLS_CERT,
+	K_TLS_KEY,
+	K_TLS_CIPHERS,
+	K_TLS_MIN_VERSION,
 	K_COUNT
 };
 
@@ -832,14 +839,19 @@ listen_same(const struct config_listen *a, const struct config_listen *b)
 	return a->addr_len == b->addr_len && memcmp(&a->addr, &b->addr, a->addr_len) == 0;
 }
 
+/* [server] listen and listen_tls (which may be empty: no implicit TLS). Addresses shared by
+ * the two lists are caught by config_check. */
 static int
 key_listen(struct load *ld, const struct key *k, const char *value)
 {
 	struct config *cfg = ld->cfg;
+	bool tls = k == &keys[K_LISTEN_TLS];
+	struct config_listen *list = tls ? cfg->listen_tls : cfg->listen;
+	unsigned *count = tls ? &cfg->nlisten_tls : &cfg->nlisten;
 	const char *p = value, *item;
 	size_t len;
 
-	cfg->nlisten = 0;
+	*count = 0;
 	while (list_next(&p, &item, &len)) {
 		struct config_listen l;
 		char text[sizeof l.text];
@@ -849,16 +861,16 @@ key_listen(struct load *ld, const struct key *k, const char *value)
 					"%s is not addr:port (like 127.0.0.1:25, [::1]:25 or "
 					"*:25)",
 					QN(item, len));
-		for (unsigned i = 0; i < cfg->nlisten; i++) {
-			if (listen_same(&cfg->listen[i], &l))
+		for (unsigned i = 0; i < *count; i++) {
+			if (listen_same(&list[i], &l))
 				return key_fail(ld, k, "%s is the same address as %s", Q(l.text),
-						Q(cfg->listen[i].text));
+						Q(list[i].text));
 		}
-		if (cfg->nlisten == CONFIG_LISTEN_MAX)
+		if (*count == CONFIG_LISTEN_MAX)
 			return key_fail(ld, k, "more than %d addresses", CONFIG_LISTEN_MAX);
-		cfg->listen[cfg->nlisten++] = l;
+		list[(*count)++] = l;
 	}
-	if (cfg->nlisten == 0)
+	if (*count == 0 && !tls)
 		return key_fail(ld, k, "expected at least one addr:port");
 	return 0;
 }
@@ -1428,6 +1440,50 @@ key_retry(struct load *ld, const struct key *k, const char *value)
 	return 0;
 }
 
+/* ---- [server] tls and [tls] --------------------------------------------------------------- */
+
+static int
+key_server_tls(struct load *ld, const struct key *k, const char *value)
+{
+	if (word_is(value, "starttls"))
+		ld->cfg->starttls = true;
+	else if (word_is(value, "none"))
+		ld->cfg->starttls = false;
+	else
+		return key_fail(ld, k, "expected starttls or none, got %s", Q(value));
+	return 0;
+}
+
+static int
+key_tls_ciphers(struct load *ld, const struct key *k, const char *value)
+{
+	size_t len = strlen(value);
+
+	if (len > CONFIG_TLS_CIPHERS_MAX)
+		return key_fail(ld, k, "longer than %d bytes", CONFIG_TLS_CIPHERS_MAX);
+	for (size_t i = 0; i < len; i++) {
+		if ((unsigned char)value[i] < 0x21 || (unsigned char)value[i] >= 0x7f)
+			return key_fail(ld, k,
+					"expected an OpenSSL cipher list (like "
+					"ECDHE+AESGCM:ECDHE+CHACHA20), got %s",
+					Q(value));
+	}
+	memcpy(ld->cfg->tls_ciphers, value, len + 1);
+	return 0;
+}
+
+static int
+key_tls_min_version(struct load *ld, const struct key *k, const char *value)
+{
+	if (strcmp(value, "1.2") == 0)
+		ld->cfg->tls_min_version = CONFIG_TLS_1_2;
+	else if (strcmp(value, "1.3") == 0)
+		ld->cfg->tls_min_version = CONFIG_TLS_1_3;
+	else
+		return key_fail(ld, k, "expected 1.2 or 1.3, got %s", Q(value));
+	return 0;
+}
+
 /* ---- The keys ----------------------------------------------------------------------------- */
 
 #define F(field) offsetof(struct config, field)
@@ -1512,6 +1568,12 @@ static const struct key keys[K_COUNT] = {
     [K_WARN_AFTER] = {"queue", "warn_after", key_u64, F(warn_after), 0, CONFIG_LIFETIME_MAX,
 		      &day_suffixes},
     [K_HOLD] = {"queue", "hold", key_bool, F(hold), 0, 0, NULL},
+    [K_SERVER_TLS] = {"server", "tls", key_server_tls, 0, 0, 0, NULL},
+    [K_LISTEN_TLS] = {"server", "listen_tls", key_listen, 0, 0, 0, NULL},
+    [K_TLS_CERT] = {"tls", "cert", key_path, F(tls_cert), 0, 0, NULL},
+    [K_TLS_KEY] = {"tls", "key", key_path, F(tls_key), 0, 0, NULL},
+    [K_TLS_CIPHERS] = {"tls", "ciphers", key_tls_ciphers, 0, 0, 0, NULL},
+    [K_TLS_MIN_VERSION] = {"tls", "min_version", key_tls_min_version, 0, 0, 0, NULL},
 };
 #undef F
 
@@ -1534,8 +1596,8 @@ _Static_assert(K_DELIVER_TLS - K_DELIVER_MAX_CONNECTIONS == P_TLS - P_MAX_CONNEC
 
 /* [transport] and [domain NAME] are read by hand (config_on_key): their keys or names are
  * domains, not entries of keys[]. */
-static const char *const sections[] = {"server",  "spool", "accept",   "dns",
-				       "deliver", "queue", "transport"};
+static const char *const sections[] = {"server", "spool",     "accept", "dns",
+				       "deliver", "queue", "transport", "tls"};
 
 static bool
 section_is_known(const char *name, size_t len)
@@ -2014,6 +2076,14 @@ config_check(struct load *ld)
 				 cfg->dns_min_ttl, cfg->dns_max_ttl);
 	if (cfg->nlisten == 0)
 		return load_fail(ld, ld->key_line[K_LISTEN], "[server] listen: no address");
+	for (unsigned i = 0; i < cfg->nlisten_tls; i++) {
+		for (unsigned j = 0; j < cfg->nlisten; j++) {
+			if (listen_same(&cfg->listen_tls[i], &cfg->listen[j]))
+				return pair_fail(ld, K_LISTEN, K_LISTEN_TLS,
+						 "[server] listen_tls: %s is also in listen (%s)",
+						 Q(cfg->listen_tls[i].text), Q(cfg->listen[j].text));
+		}
+	}
 	/* the warning would come after the bounce, or with it */
 	if (cfg->warn_after != 0 && cfg->warn_after >= cfg->max_lifetime)
 		return pair_fail(ld, K_WARN_AFTER, K_MAX_LIFETIME,
@@ -2027,22 +2097,25 @@ config_check(struct load *ld)
 /* A relative recipients path is relative to the config file's directory, so a config and its
  * files can be moved together; the embedded default and a bare name use the working dir. */
 static int
-recipients_resolve(struct load *ld)
+path_resolve(struct load *ld, enum key_id id, char field[PATH_MAX])
 {
-	struct config *cfg = ld->cfg;
 	const char *slash = strrchr(ld->name, '/');
 	char path[PATH_MAX];
 	int n;
 
-	if (cfg->recipients_path[0] == '/' || !slash)
+	if (field[0] == '/' || !slash)
 		return 0;
-	n = snprintf(path, sizeof path, "%.*s/%s", (int)(slash - ld->name), ld->name,
-		     cfg->recipients_path);
+	n = snprintf(path, sizeof path, "%.*s/%s", (int)(slash - ld->name), ld->name, field);
 	if (n < 0 || (size_t)n >= sizeof path)
-		return key_fail(ld, &keys[K_RECIPIENTS], "path is longer than %d bytes",
-				PATH_MAX - 1);
-	memcpy(cfg->recipients_path, path, (size_t)n + 1);
+		return key_fail(ld, &keys[id], "path is longer than %d bytes", PATH_MAX - 1);
+	memcpy(field, path, (size_t)n + 1);
 	return 0;
+}
+
+static int
+recipients_resolve(struct load *ld)
+{
+	return path_resolve(ld, K_RECIPIENTS, ld->cfg->recipients_path);
 }
 
 /*
@@ -2117,6 +2190,60 @@ recipients_load(struct load *ld)
 	return rc;
 }
 
+/*
+ * [tls] and what uses it. The SSL_CTX is built here, once, so that a missing or unreadable
+ * certificate, a key that is not the certificate's, or an unknown cipher list is an error of
+ * the config file at its line, before anything starts (or before a SIGHUP swaps configs).
+ */
+static int
+tls_load(struct load *ld)
+{
+	struct config *cfg = ld->cfg;
+	bool have_cert = cfg->tls_cert[0] != '\0', have_key = cfg->tls_key[0] != '\0';
+	char why[CONFIG_MSG_MAX];
+
+	if (have_cert != have_key)
+		return key_fail(ld, &keys[have_cert ? K_TLS_CERT : K_TLS_KEY],
+				"[tls] cert and key go together, and %s is not set",
+				have_cert ? "key" : "cert");
+	if (!ld->key_line[K_SERVER_TLS])
+		cfg->starttls = have_cert;
+	else if (cfg->starttls && !have_cert)
+		return key_fail(ld, &keys[K_SERVER_TLS], "starttls needs [tls] cert and key");
+	if (cfg->nlisten_tls > 0 && !have_cert)
+		return key_fail(ld, &keys[K_LISTEN_TLS], "implicit TLS needs [tls] cert and key");
+	if (!have_cert) {
+		if (ld->key_line[K_TLS_CIPHERS] || ld->key_line[K_TLS_MIN_VERSION])
+			return key_fail(ld,
+					&keys[ld->key_line[K_TLS_CIPHERS] ? K_TLS_CIPHERS
+									  : K_TLS_MIN_VERSION],
+					"set, but [tls] cert and key are not");
+		return 0;
+	}
+	if (path_resolve(ld, K_TLS_CERT, cfg->tls_cert) < 0 ||
+	    path_resolve(ld, K_TLS_KEY, cfg->tls_key) < 0)
+		return -1;
+	struct tls_ctx_params p = {
+	    .cert = cfg->tls_cert,
+	    .key = cfg->tls_key,
+	    .ciphers = cfg->tls_ciphers,
+	    .min_version = cfg->tls_min_version == CONFIG_TLS_1_3 ? TLS_VERSION_1_3
+								  : TLS_VERSION_1_2,
+	};
+	switch (tls_ctx_new(&p, &cfg->tls_ctx, why, sizeof why)) {
+	case 0:
+		return 0;
+	case TLS_CTX_ERR_CERT:
+		return key_fail(ld, &keys[K_TLS_CERT], "%s", why);
+	case TLS_CTX_ERR_KEY:
+		return key_fail(ld, &keys[K_TLS_KEY], "%s", why);
+	case TLS_CTX_ERR_CIPHERS:
+		return key_fail(ld, &keys[K_TLS_CIPHERS], "%s", why);
+	default:
+		return key_fail(ld, &keys[K_TLS_CERT], "%s", why);
+	}
+}
+
 /* ---- Loaders ------------------------------------------------------------------------------ */
 
 static void
@@ -2152,8 +2279,9 @@ config_load_string(const char *text, const char *name, char *err, size_t err_len
 		load_fail(&ld, rc, "syntax error (expected [section], key = value, or a comment)");
 	else if (rc < 0)
 		load_fail(&ld, 0, "out of memory");
-	if (!ld.failed && config_fill_defaults(&ld) == 0 && config_check(&ld) == 0)
-		recipients_load(&ld);
+	if (!ld.failed && config_fill_defaults(&ld) == 0 && config_check(&ld) == 0 &&
+	    recipients_load(&ld) == 0)
+		tls_load(&ld);
 	free(ld.policy_state);
 	free(ld.transport_line);
 	if (ld.failed) {
@@ -2253,6 +2381,7 @@ config_free(struct config *cfg)
 {
 	if (!cfg)
 		return;
+	tls_ctx_free(cfg->tls_ctx);
 	strset_free(cfg->domains);
 	strset_free(cfg->recipients);
 	free(cfg->relay_networks);
@@ -2295,12 +2424,13 @@ config_recipient_exists(const struct config *cfg, const char *addr, size_t len)
 }
 
 static bool
-listen_lists_equal(const struct config *a, const struct config *b)
+listen_lists_equal(const struct config_listen *a, unsigned na, const struct config_listen *b,
+		   unsigned nb)
 {
-	if (a->nlisten != b->nlisten)
+	if (na != nb)
 		return false;
-	for (unsigned i = 0; i < a->nlisten; i++) {
-		if (!listen_same(&a->listen[i], &b->listen[i]))
+	for (unsigned i = 0; i < na; i++) {
+		if (!listen_same(&a[i], &b[i]))
 			return false;
 	}
 	return true;
@@ -2311,7 +2441,9 @@ config_restart_changes(const struct config *old, const struct config *next, char
 {
 	/* max_connections sizes each shard's connection slot pool, allocated at start */
 	const bool changed[] = {
-	    !listen_lists_equal(old, next),
+	    !listen_lists_equal(old->listen, old->nlisten, next->listen, next->nlisten),
+	    !listen_lists_equal(old->listen_tls, old->nlisten_tls, next->listen_tls,
+				next->nlisten_tls),
 	    old->shards != next->shards,
 	    old->max_connections != next->max_connections,
 	    strcmp(old->spool_dir, next->spool_dir) != 0,
@@ -2319,10 +2451,13 @@ config_restart_changes(const struct config *old, const struct config *next, char
 	    old->fsync != next->fsync,
 	    old->busy_poll_us != next->busy_poll_us,
 	    strcmp(old->control_socket, next->control_socket) != 0,
+	    /* the delivery (resolver, mesh, recovery of what to deliver) is set up at start */
+	    old->deliver_enabled != next->deliver_enabled,
 	};
-	static const enum key_id ids[] = {K_LISTEN,	  K_SHARDS,	   K_MAX_CONNECTIONS,
-					  K_SPOOL_DIR,	  K_SEGMENT_SIZE,  K_FSYNC,
-					  K_BUSY_POLL_US, K_CONTROL_SOCKET};
+	static const enum key_id ids[] = {K_LISTEN,	  K_LISTEN_TLS,	    K_SHARDS,
+					  K_MAX_CONNECTIONS, K_SPOOL_DIR,   K_SEGMENT_SIZE,
+					  K_FSYNC,	  K_BUSY_POLL_US,   K_CONTROL_SOCKET,
+					  K_DELIVER_ENABLED};
 	unsigned n = 0;
 	size_t used = 0;
 

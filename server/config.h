@@ -26,6 +26,7 @@
 #define CONFIG_HOSTNAME_MAX 255
 #define CONFIG_BUSY_POLL_MAX_US 10000
 #define CONFIG_DNS_RESOLVERS_MAX 8 /* == DNS_RESOLVER_SERVERS_MAX (checked in config.c) */
+#define CONFIG_TLS_CIPHERS_MAX 1024
 
 struct config_listen {
 	struct sockaddr_storage addr;
@@ -55,6 +56,11 @@ enum config_local_kind {
 };
 
 enum config_tls_policy { CONFIG_TLS_OPTIONAL = 0, CONFIG_TLS_REQUIRED };
+
+/* [tls] min_version */
+enum config_tls_version { CONFIG_TLS_1_2 = 0, CONFIG_TLS_1_3 };
+
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX (server/tls.h) */
 
 /*
  * A next hop, as written in [transport] and [deliver] local/relayhost:
@@ -126,6 +132,22 @@ struct config {
 	unsigned shutdown_timeout;       /* s: how long a graceful stop waits for transactions */
 	enum config_bare_newline bare_newline;
 	enum config_log_level log_level;
+	/* [server] tls: STARTTLS offered on the listen addresses (default: yes when [tls] cert
+	 * is set) */
+	bool starttls;
+	/* [server] listen_tls: implicit TLS (port 465): a TLS handshake before the greeting */
+	struct config_listen listen_tls[CONFIG_LISTEN_MAX];
+	unsigned nlisten_tls;
+
+	/* [tls]: paths resolved (a relative one is relative to the config file's directory) */
+	char tls_cert[PATH_MAX]; /* "" when not set: no TLS at all */
+	char tls_key[PATH_MAX];
+	char tls_ciphers[CONFIG_TLS_CIPHERS_MAX + 1]; /* TLS 1.2 cipher list; "" = OpenSSL's */
+	enum config_tls_version tls_min_version;
+	/* Built from the four keys at load (so a bad certificate is a config error), NULL without
+	 * cert. The config owns one reference (config_free drops it); connections made from it
+	 * hold their own, so a reload may free the old config under live TLS sessions. */
+	struct ssl_ctx_st *tls_ctx;
 
 	/* [spool] */
 	char spool_dir[PATH_MAX];
@@ -220,10 +242,12 @@ uint32_t config_retry_delay(const struct config *cfg, unsigned attempts);
 
 /*
  * For SIGHUP: the keys that differ between the running config and the new one but take effect
- * only on a restart ([server] listen, shards, max_connections, busy_poll_us, control_socket;
+ * only on a restart ([server] listen, listen_tls, shards, max_connections, busy_poll_us,
+ * control_socket;
  * [spool] dir, segment_size, fsync). Writes their names into buf ("[server] listen,
  * [spool] dir"; "" when none, cut to len) and returns how many there are. Every other key,
- * [deliver], [queue], [transport] and [domain NAME] included, takes effect on reload.
+ * [deliver], [queue], [transport], [domain NAME] and [tls] (a new certificate, for new
+ * connections) included, takes effect on reload.
  */
 unsigned config_restart_changes(const struct config *old, const struct config *next, char *buf,
 				size_t len);

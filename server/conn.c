@@ -28,10 +28,27 @@ plain_wire_out(struct conn *c, const char **p, size_t *n)
 	*n = c->out_len;
 }
 
+static void
+plain_wire_sent(struct conn *c, size_t n)
+{
+	ASSERT(n <= c->out_inflight && n <= c->out_len);
+	memmove(c->out, c->out + n, c->out_len - n);
+	c->out_len -= (uint32_t)n;
+}
+
+static size_t
+plain_wire_pending(const struct conn *c)
+{
+	return c->out_len;
+}
+
 const struct transport_ops transport_plain = {
 	.name = "plain",
 	.on_recv = plain_on_recv,
 	.wire_out = plain_wire_out,
+	.wire_sent = plain_wire_sent,
+	.wire_pending = plain_wire_pending,
+	.release = NULL,
 };
 
 static struct io_uring_sqe *
@@ -43,8 +60,9 @@ conn_sqe(struct conn *c, unsigned op)
 	return sqe;
 }
 
-/* Grows the reply buffer. A send in flight keeps reading the old one, so it is retired, not
- * freed, until that send completes. */
+/* Grows the reply buffer. A send in flight may be reading the old one, so it is retired, not
+ * freed, until that send completes; once one buffer is retired, the send reads that one (or
+ * the inline one, or TLS's own), so later ones can go at once. */
 static void
 conn_out_grow(struct conn *c, size_t need)
 {
@@ -55,13 +73,10 @@ conn_out_grow(struct conn *c, size_t need)
 	ASSERT(nb != NULL);
 	memcpy(nb, c->out, c->out_len);
 	if (c->out != c->out_inline) {
-		if (c->send_inflight) {
-			ASSERT(c->out_retired == NULL || c->out_retired == c->out);
-			free(c->out_retired);
+		if (c->send_inflight && c->out_retired == NULL)
 			c->out_retired = c->out;
-		} else {
+		else
 			free(c->out);
-		}
 	}
 	c->out = nb;
 	c->out_cap = (uint32_t)cap;
@@ -99,11 +114,13 @@ void
 conn_flush(struct conn *c)
 {
 	c->dirty = false;
-	if (c->closing || c->send_inflight || c->out_len == 0)
+	if (c->closing || c->send_inflight)
 		return;
 	const char *p;
 	size_t n;
 	c->tp->wire_out(c, &p, &n);
+	if (n == 0 || c->closing)
+		return;
 	struct io_uring_sqe *sqe = conn_sqe(c, OP_SEND);
 	io_uring_prep_send(sqe, c->fd, p, n, MSG_NOSIGNAL);
 	c->send_inflight = true;
@@ -133,11 +150,10 @@ conn_on_send(struct conn *c, int res)
 		conn_close(c);
 		return;
 	}
-	ASSERT((uint32_t)res <= c->out_inflight && (uint32_t)res <= c->out_len);
-	memmove(c->out, c->out + res, c->out_len - (uint32_t)res);
-	c->out_len -= (uint32_t)res;
+	ASSERT((uint32_t)res <= c->out_inflight);
+	c->tp->wire_sent(c, (size_t)res);
 	c->out_inflight = 0;
-	if (c->out_len > 0) {
+	if (c->tp->wire_pending(c) > 0) {
 		shard_conn_dirty(c->shard, c);
 		return;
 	}
@@ -159,7 +175,7 @@ conn_close_after_flush(struct conn *c)
 	c->close_after_flush = true;
 	c->sess.state = SMTP_ST_CLOSING;
 	conn_set_timeout_ms(c, CONN_CLOSE_BACKSTOP_MS);
-	if (c->out_len == 0 && !c->send_inflight)
+	if (!c->send_inflight && c->tp->wire_pending(c) == 0)
 		conn_close(c);
 }
 
@@ -336,6 +352,9 @@ void
 conn_free_buffers(struct conn *c)
 {
 	smtp_session_free(&c->sess);
+	if (c->tp->release)
+		c->tp->release(c);
+	c->tp = &transport_plain;
 	if (c->out != c->out_inline)
 		free(c->out);
 	free(c->out_retired);

@@ -8,8 +8,9 @@
  * loop turn, with at most one send in flight. An idle connection holds no receive buffer and
  * only its inline reply buffer.
  *
- * The transport is a small function table between the socket and the session: plain now,
- * TLS later (DESIGN.md "TLS with memory BIOs").
+ * The transport is a small function table between the socket and the session: plain, or TLS
+ * (server/tls.h, DESIGN.md "TLS with memory BIOs"). Plain sends straight from c->out; TLS
+ * encrypts c->out into its own buffer and sends from there.
  *
  * Ownership: a conn lives in its shard's slot table; completions find it by slot and
  * generation (shard_conn_lookup). It is freed only once every operation it started is done.
@@ -33,13 +34,23 @@
 
 struct shard;
 struct conn;
+struct tls_conn;
 
+/* Called with no send in flight, except wire_sent (which ends one) and wire_pending. */
 struct transport_ops {
 	const char *name;
-	/* Bytes from the socket: hand plaintext to conn_deliver(); returns 0 or -errno. */
+	/* Bytes from the socket: hand plaintext to conn_deliver(); returns 0 or -errno (the
+	 * connection is closed). */
 	int (*on_recv)(struct conn *c, const char *p, size_t n);
-	/* Plaintext queued by the session: the bytes to put on the wire now. */
+	/* The bytes to put on the wire now, from the plaintext queued in c->out (*n == 0:
+	 * nothing yet). They must stay in place until wire_sent. May close the connection. */
 	void (*wire_out)(struct conn *c, const char **p, size_t *n);
+	/* The first n bytes of what wire_out gave have been sent. */
+	void (*wire_sent)(struct conn *c, size_t n);
+	/* Bytes queued that have not been sent yet (plaintext or ciphertext). */
+	size_t (*wire_pending)(const struct conn *c);
+	/* The connection is being freed: drop the transport's state (NULL: none). */
+	void (*release)(struct conn *c);
 };
 
 extern const struct transport_ops transport_plain;
@@ -49,6 +60,7 @@ struct conn {
 	int fd;
 	struct shard *shard;
 	const struct transport_ops *tp;
+	struct tls_conn *tls; /* transport_tls's state (server/tls.c); NULL in the clear */
 
 	bool recv_armed;        /* a multishot recv is outstanding */
 	bool recv_cancelling;
@@ -67,6 +79,7 @@ struct conn {
 	unsigned peer_port;
 	struct conn_limits_ticket ticket;
 
+	/* replies queued by the session (plaintext); transport_plain sends from here */
 	char *out;
 	uint32_t out_len, out_cap, out_inflight;
 	char *out_retired; /* a buffer a send in flight still reads; freed when it completes */

@@ -195,12 +195,16 @@ daemon_reload(struct daemon *d)
 		/* Keep the running values of those keys so the running shards stay consistent. */
 		memcpy(next->listen, d->cfg->listen, sizeof next->listen);
 		next->nlisten = d->cfg->nlisten;
+		memcpy(next->listen_tls, d->cfg->listen_tls, sizeof next->listen_tls);
+		next->nlisten_tls = d->cfg->nlisten_tls;
 		next->shards = d->cfg->shards;
 		next->max_connections = d->cfg->max_connections;
 		memcpy(next->spool_dir, d->cfg->spool_dir, sizeof next->spool_dir);
 		next->fsync = d->cfg->fsync;
 		next->segment_size = d->cfg->segment_size;
 		next->busy_poll_us = d->cfg->busy_poll_us;
+		memcpy(next->control_socket, d->cfg->control_socket, sizeof next->control_socket);
+		next->deliver_enabled = d->cfg->deliver_enabled;
 	}
 	d->cfg_gen++;
 	for (unsigned i = 0; i < d->nshards; i++)
@@ -251,11 +255,13 @@ daemon_start(struct daemon *d)
 		}
 		/* this host's addresses, so that an MX pointing back here is a loop */
 		dns_local_add_interfaces(&d->local);
-		for (unsigned i = 0; i < d->cfg->nlisten; i++) {
+		for (unsigned i = 0; i < d->cfg->nlisten + d->cfg->nlisten_tls; i++) {
 			char ip[INET6_ADDRSTRLEN];
 			unsigned port;
-			const struct sockaddr *sa = (const struct sockaddr *)&d->cfg->listen[i].addr;
-			listen_addr_text(sa, ip, sizeof ip, &port);
+			const struct config_listen *ln = i < d->cfg->nlisten
+							     ? &d->cfg->listen[i]
+							     : &d->cfg->listen_tls[i - d->cfg->nlisten];
+			listen_addr_text((const struct sockaddr *)&ln->addr, ip, sizeof ip, &port);
 			dns_local_add_text(&d->local, ip);
 		}
 	}
@@ -296,6 +302,10 @@ daemon_start(struct daemon *d)
 		log_u64("shards", d->nshards);
 		for (unsigned i = 0; i < d->cfg->nlisten; i++)
 			log_str("listen", d->cfg->listen[i].text);
+		for (unsigned i = 0; i < d->cfg->nlisten_tls; i++)
+			log_str("listen_tls", d->cfg->listen_tls[i].text);
+		if (d->cfg->tls_ctx)
+			log_str("starttls", d->cfg->starttls ? "yes" : "no");
 		log_str("spool", d->cfg->spool_dir);
 		log_str("control_socket", d->cfg->control_socket);
 		log_finish();

@@ -15,6 +15,7 @@
 #include "server/listen.h"
 #include "server/log.h"
 #include "server/shard_impl.h"
+#include "server/tls.h"
 
 #define SHARD_RING_ENTRIES 4096
 #define SHARD_RECV_BUFS 256 /* 4 MiB a shard: buffers go back to the ring within the turn */
@@ -49,7 +50,7 @@ shard_create(const struct shard_params *p, char *err, size_t err_len)
 	sh->recovered = p->recovered;
 	sh->sink_rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)p->id << 17) ^ (uint64_t)time(NULL);
 	sh->wake_fd = -1;
-	for (unsigned i = 0; i < CONFIG_LISTEN_MAX; i++)
+	for (unsigned i = 0; i < SHARD_LISTEN_MAX; i++)
 		sh->listen_fd[i] = -1;
 	pthread_mutex_init(&sh->start_mu, NULL);
 	pthread_cond_init(&sh->start_cv, NULL);
@@ -60,12 +61,16 @@ shard_create(const struct shard_params *p, char *err, size_t err_len)
 	pthread_cond_init(&sh->ctl_cv, &ca);
 	pthread_condattr_destroy(&ca);
 	const struct config *cfg = p->cfg;
-	for (unsigned i = 0; i < cfg->nlisten; i++) {
-		const struct config_listen *ln = &cfg->listen[i];
+	for (unsigned i = 0; i < cfg->nlisten + cfg->nlisten_tls; i++) {
+		bool tls = i >= cfg->nlisten;
+		const struct config_listen *ln = tls ? &cfg->listen_tls[i - cfg->nlisten]
+						     : &cfg->listen[i];
 		int fd = listen_open((const struct sockaddr *)&ln->addr, ln->addr_len, ln->text,
 				     SHARD_LISTEN_BACKLOG, err, err_len);
 		if (fd < 0)
 			goto fail;
+		ASSERT(sh->nlisten < SHARD_LISTEN_MAX);
+		sh->listen_tls[sh->nlisten] = tls;
 		sh->listen_fd[sh->nlisten++] = fd;
 	}
 	sh->nslots = cfg->max_connections + SHARD_SLOTS_SPARE;
@@ -111,7 +116,7 @@ shard_destroy(struct shard *sh)
 {
 	if (!sh)
 		return;
-	for (unsigned i = 0; i < CONFIG_LISTEN_MAX; i++)
+	for (unsigned i = 0; i < SHARD_LISTEN_MAX; i++)
 		if (sh->listen_fd[i] >= 0)
 			close(sh->listen_fd[i]);
 	if (sh->slots) {
@@ -368,19 +373,24 @@ shard_accept_arm(struct shard *sh, unsigned idx)
 	sh->accept_armed[idx] = true;
 }
 
+/* Over a connection limit: 421 and close. On an implicit TLS listener the client expects a
+ * handshake, and doing one for a refused connection would defeat the limit: just close. */
 static void
-shard_accept_reject(struct conn *c, enum conn_limits_result lr)
+shard_accept_reject(struct conn *c, enum conn_limits_result lr, bool implicit_tls)
 {
-	if (lr == CONN_LIMITS_PER_IP) {
-		conn_reply_lit(c, "421 4.7.0 Error: too many connections from your address\r\n");
-	} else {
-		conn_reply_lit(c, "421 4.7.0 Error: too many connections\r\n");
-	}
 	if (log_start(LOG_WARN, "reject")) {
 		log_str("client", c->peer_ip);
 		log_str("reason", lr == CONN_LIMITS_PER_IP ? "connections_per_ip" : "connections_total");
 		log_finish();
 	}
+	if (implicit_tls) {
+		conn_close(c);
+		return;
+	}
+	if (lr == CONN_LIMITS_PER_IP)
+		conn_reply_lit(c, "421 4.7.0 Error: too many connections from your address\r\n");
+	else
+		conn_reply_lit(c, "421 4.7.0 Error: too many connections\r\n");
 	conn_close_after_flush(c);
 }
 
@@ -420,14 +430,28 @@ shard_on_accept(struct shard *sh, unsigned idx, const struct io_uring_cqe *cqe)
 	enum conn_limits_result lr = conn_limits_acquire((struct sockaddr *)&ss, cfg->max_connections,
 					       cfg->max_connections_per_ip, c->may_relay,
 					       &c->ticket);
+	bool implicit_tls = sh->listen_tls[idx];
 	if (lr != CONN_LIMITS_OK) {
-		shard_accept_reject(c, lr);
+		shard_accept_reject(c, lr, implicit_tls);
 		return;
 	}
 	if (log_start(LOG_INFO, "connect")) {
 		log_str("client", c->peer_ip);
 		log_u64("port", c->peer_port);
+		if (implicit_tls)
+			log_str("tls", "implicit");
 		log_finish();
+	}
+	/* Implicit TLS: the handshake comes first; the session greets when it is done. A
+	 * reload that dropped [tls] leaves the listener (a restart key) without a context. */
+	if (implicit_tls && (!cfg->tls_ctx || tls_conn_start(c, cfg->tls_ctx) < 0)) {
+		if (log_start(LOG_WARN, "tls_error")) {
+			log_str("client", c->peer_ip);
+			log_str("reason", cfg->tls_ctx ? "out of memory" : "no [tls] certificate");
+			log_finish();
+		}
+		conn_close(c);
+		return;
 	}
 	smtp_session_event(c, SMTP_EV_CONNECTED, NULL, 0, 0);
 }
@@ -470,6 +494,8 @@ shard_stop_begin(struct shard *sh)
 static void
 shard_stop_force(struct shard *sh)
 {
+	if (sh->dlv)
+		delivery_stop_force(sh->dlv);
 	for (uint32_t i = 0; i < sh->nslots; i++) {
 		struct conn *c = sh->slots[i];
 		if (!c || c->closing || c->sess.state == SMTP_ST_COMMIT ||

@@ -28,6 +28,8 @@ enum shard_op {
 	OP_DSPOOL,  /* the delivery's deferred stream */
 };
 
+#define SHARD_LISTEN_MAX (2 * CONFIG_LISTEN_MAX)
+
 /* shard_ctl's mailbox: the control thread posts, the shard runs it and says it is done. */
 enum shard_ctl_state { SHARD_CTL_IDLE = 0, SHARD_CTL_POSTED, SHARD_CTL_RUNNING, SHARD_CTL_DONE };
 
@@ -42,9 +44,11 @@ struct shard {
 	_Atomic(const struct config *) cfg_next;
 	_Atomic uint64_t cfg_next_gen, cfg_ack_gen;
 
-	int listen_fd[CONFIG_LISTEN_MAX];
+	/* [server] listen, then listen_tls (implicit TLS) */
+	int listen_fd[SHARD_LISTEN_MAX];
 	unsigned nlisten;
-	bool accept_armed[CONFIG_LISTEN_MAX];
+	bool accept_armed[SHARD_LISTEN_MAX];
+	bool listen_tls[SHARD_LISTEN_MAX];
 
 	struct conn **slots;
 	uint32_t nslots, used_slots;

@@ -12,11 +12,13 @@
 #include "server/log.h"
 #include "server/shard_impl.h"
 #include "server/smtp_parse.h"
+#include "server/tls.h"
 
 #define REPLY(c, lit) conn_reply_lit(c, lit)
 #define HELO_MAX 255
 #define FEED_MAX (64 * 1024) /* DATA/BDAT bytes handled per step (bounds buffer growth) */
-#define RECEIVED_MAX 1024
+#define RECEIVED_MAX 1536
+#define TLS_DESCRIBE_MAX 160
 
 /* States in which a command line is read (the others consume bytes, or none). */
 #define ST(x) (1u << SMTP_ST_##x)
@@ -103,6 +105,7 @@ static void
 session_greet(struct conn *c)
 {
 	c->sess.state = SMTP_ST_INIT;
+	c->sess.greeted = 1;
 	conn_replyf(c, "220 %s ESMTP ringmx\r\n", cfg_of(c)->hostname);
 	conn_set_timeout(c, cfg_of(c)->timeout_greeting);
 }
@@ -130,6 +133,15 @@ arena_add(struct smtp_session *s, const char *p, size_t n)
 
 /* ---- HELO / EHLO ---------------------------------------------------------------------- */
 
+/* RFC 3207: STARTTLS is offered where the config has TLS for plain listeners, and only while
+ * the connection is in the clear. */
+static bool
+starttls_offered(struct conn *c)
+{
+	const struct config *cfg = cfg_of(c);
+	return cfg->starttls && cfg->tls_ctx != NULL && c->tls == NULL;
+}
+
 static void
 cmd_helo(struct conn *c, const struct smtp_cmd *cmd)
 {
@@ -152,11 +164,13 @@ cmd_helo(struct conn *c, const struct smtp_cmd *cmd)
 		    "250-%s\r\n"
 		    "250-PIPELINING\r\n"
 		    "250-SIZE %" PRIu64 "\r\n"
+		    "%s"
 		    "250-ENHANCEDSTATUSCODES\r\n"
 		    "250-8BITMIME\r\n"
 		    "250-SMTPUTF8\r\n"
 		    "250 CHUNKING\r\n",
-		    cfg->hostname, cfg->max_message_size);
+		    cfg->hostname, cfg->max_message_size,
+		    starttls_offered(c) ? "250-STARTTLS\r\n" : "");
 }
 
 /* ---- MAIL ----------------------------------------------------------------------------- */
@@ -346,16 +360,25 @@ received_header(struct conn *c, char *buf, size_t cap)
 	const struct config *cfg = cfg_of(c);
 	char qid[17];
 	log_qid_format(s->qid, qid);
+	/* RFC 3848 / 6531: an S at the end of the protocol says TLS */
 	const char *proto = !s->esmtp ? "SMTP" : s->smtputf8 ? "UTF8SMTP" : "ESMTP";
+	const char *secure = c->tls && s->esmtp ? "S" : "";
 	bool v6 = strchr(c->peer_ip, ':') != NULL;
 	char for_clause[300] = "";
 	if (s->nrcpt == 1)
 		snprintf(for_clause, sizeof for_clause, "\r\n\tfor <%.*s>", (int)s->rcpts[0].len,
 			 s->rcpts[0].p);
+	char tls_clause[TLS_DESCRIBE_MAX + 16] = "";
+	if (c->tls) {
+		char d[TLS_DESCRIBE_MAX];
+		tls_conn_describe(c, d, sizeof d);
+		snprintf(tls_clause, sizeof tls_clause, "\r\n\t(using %s)", d);
+	}
 	int n = snprintf(buf, cap,
-			 "Received: from %s ([%s%s])\r\n\tby %s (ringmx) with %s id %s%s;\r\n\t%s\r\n",
-			 s->helo, v6 ? "IPv6:" : "", c->peer_ip, cfg->hostname, proto, qid,
-			 for_clause, shard_date(c->shard));
+			 "Received: from %s ([%s%s])%s\r\n\tby %s (ringmx) with %s%s id %s%s;\r\n"
+			 "\t%s\r\n",
+			 s->helo, v6 ? "IPv6:" : "", c->peer_ip, tls_clause, cfg->hostname, proto,
+			 secure, qid, for_clause, shard_date(c->shard));
 	ASSERT(n > 0 && (size_t)n < cap);
 	return (size_t)n;
 }
@@ -624,6 +647,48 @@ cmd_help(struct conn *c, const struct smtp_cmd *cmd)
 	REPLY(c, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP\r\n");
 }
 
+/* RFC 3207. The 220 leaves in the clear, everything after it is TLS; the session forgets all
+ * the client said before (4.2) and waits for the handshake in SMTP_ST_TLS. */
+static void
+cmd_starttls(struct conn *c, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	struct smtp_session *s = &c->sess;
+	if (c->tls) {
+		REJECT(c, "starttls_in_tls", "503 5.5.1 Error: TLS already active\r\n");
+		session_error(c);
+		return;
+	}
+	if (!starttls_offered(c)) {
+		REJECT(c, "not_implemented", "502 5.5.1 Error: command not implemented\r\n");
+		session_error(c);
+		return;
+	}
+	if (s->state == SMTP_ST_MAIL || s->state == SMTP_ST_RCPT) {
+		REJECT(c, "starttls_in_transaction",
+		       "503 5.5.1 Error: MAIL transaction in progress\r\n");
+		session_error(c);
+		return;
+	}
+	REPLY(c, "220 2.0.0 Ready to start TLS\r\n");
+	if (tls_conn_start(c, cfg_of(c)->tls_ctx) < 0) {
+		if (log_start(LOG_WARN, "tls_error")) {
+			log_client(c);
+			log_str("reason", "out of memory");
+			log_finish();
+		}
+		conn_close_after_flush(c);
+		return;
+	}
+	txn_reset(c);
+	free(s->helo);
+	s->helo = NULL;
+	s->esmtp = 0;
+	s->skip_line = 0;
+	s->state = SMTP_ST_TLS;
+	conn_set_timeout(c, cfg_of(c)->timeout_command); /* the handshake's time */
+}
+
 static void
 cmd_not_implemented(struct conn *c, const struct smtp_cmd *cmd)
 {
@@ -693,13 +758,28 @@ static const struct verb_entry verb_table[SMTP_VERB_COUNT] = {
 	[SMTP_VERB_QUIT] = {cmd_quit},
 	[SMTP_VERB_VRFY] = {cmd_vrfy},
 	[SMTP_VERB_HELP] = {cmd_help},
-	[SMTP_VERB_STARTTLS] = {cmd_not_implemented},
+	[SMTP_VERB_STARTTLS] = {cmd_starttls},
 	[SMTP_VERB_AUTH] = {cmd_not_implemented},
 	[SMTP_VERB_EXPN] = {cmd_not_implemented},
 	[SMTP_VERB_ETRN] = {cmd_not_implemented},
 	[SMTP_VERB_HTTP] = {cmd_http},
 	[SMTP_VERB_UNKNOWN] = {cmd_unknown},
 };
+
+/* DESIGN.md invariant 4 (STARTTLS injection): whatever followed STARTTLS in the clear, in the
+ * same read or still waiting in the input buffer, is dropped unread; only what comes through
+ * TLS is ever a command. Returns all n bytes as consumed. */
+static size_t
+starttls_discard(struct conn *c, size_t used, size_t n)
+{
+	if (used < n && log_start(LOG_INFO, "reject")) {
+		log_client(c);
+		log_str("reason", "starttls_pipelined");
+		log_u64("discarded", n - used);
+		log_finish();
+	}
+	return n;
+}
 
 static size_t
 command_feed(struct conn *c, const char *p, size_t n)
@@ -730,6 +810,8 @@ command_feed(struct conn *c, const char *p, size_t n)
 	}
 	ASSERT(cmd.verb < SMTP_VERB_COUNT && verb_table[cmd.verb].handle);
 	verb_table[cmd.verb].handle(c, &cmd);
+	if (s->state == SMTP_ST_TLS)
+		return starttls_discard(c, (size_t)r, n);
 	return (size_t)r;
 }
 
@@ -750,6 +832,11 @@ session_datain(struct conn *c, const char *p, size_t n)
 	case SMTP_ST_COMMIT:
 	case SMTP_ST_CLOSING:
 		return 0;
+	case SMTP_ST_TLS:
+		/* the TLS transport delivers nothing before the handshake is done, and the clear
+		 * input after STARTTLS was discarded */
+		ASSERT(!"input during the TLS handshake");
+		return n;
 	case SMTP_ST_INIT:
 	case SMTP_ST_READY:
 	case SMTP_ST_MAIL:
@@ -804,6 +891,17 @@ session_timeout(struct conn *c)
 		conn_close(c); /* the client did not read its last reply in time */
 		return;
 	}
+	if (s->state == SMTP_ST_TLS) {
+		/* mid-handshake there is no channel for a 421 */
+		if (log_start(LOG_INFO, "tls_error")) {
+			log_client(c);
+			log_str("phase", "handshake");
+			log_str("reason", "timeout");
+			log_finish();
+		}
+		conn_close(c);
+		return;
+	}
 	if (c->shard->loop.now_ms >= c->session_deadline_ms) {
 		conn_replyf(c, "421 4.4.2 %s Error: session time limit exceeded\r\n", cfg->hostname);
 		REJECT_LOG(c, "session_timeout", "421 4.4.2 session time limit\r\n");
@@ -827,26 +925,60 @@ session_stop(struct conn *c)
 		break;
 	case SMTP_ST_CLOSING:
 		break;
+	case SMTP_ST_TLS:
+		conn_close(c); /* mid-handshake: nothing to finish, no channel for a 421 */
+		break;
 	default:
 		s->stop_requested = 1; /* after this transaction */
 		break;
 	}
 }
 
+static void
+session_connected(struct conn *c)
+{
+	unsigned delay = cfg_of(c)->greeting_delay_ms;
+	if (delay > 0) {
+		c->sess.state = SMTP_ST_GREET;
+		conn_set_timeout_ms(c, delay);
+	} else {
+		session_greet(c);
+	}
+}
+
+/* The handshake is done: implicit TLS greets now (encrypted); after STARTTLS the session
+ * starts over, EHLO first (RFC 3207 4.2). */
+static void
+session_tls_done(struct conn *c)
+{
+	struct smtp_session *s = &c->sess;
+	if (s->state == SMTP_ST_CLOSING)
+		return;
+	ASSERT(s->state == SMTP_ST_TLS && c->tls != NULL);
+	if (!s->greeted) {
+		session_connected(c);
+		return;
+	}
+	s->state = SMTP_ST_INIT;
+	conn_set_timeout(c, cfg_of(c)->timeout_command);
+}
+
 size_t
 smtp_session_event(struct conn *c, enum smtp_event ev, const char *p, size_t n, int status)
 {
 	switch (ev) {
-	case SMTP_EV_CONNECTED: {
-		unsigned delay = cfg_of(c)->greeting_delay_ms;
-		if (delay > 0) {
-			c->sess.state = SMTP_ST_GREET;
-			conn_set_timeout_ms(c, delay);
-		} else {
-			session_greet(c);
+	case SMTP_EV_CONNECTED:
+		if (c->tls) {
+			/* implicit TLS: the greeting waits for the handshake */
+			c->sess.state = SMTP_ST_TLS;
+			conn_set_timeout(c, cfg_of(c)->timeout_command);
+			return 0;
 		}
+		session_connected(c);
 		return 0;
-	}
+	case SMTP_EV_TLS_DONE:
+		session_tls_done(c);
+		return 0;
 	case SMTP_EV_DATAIN:
 		return session_datain(c, p, n);
 	case SMTP_EV_COMMITTED:

@@ -2,11 +2,15 @@
  * smtp_session — the inbound ESMTP state machine (RFC 5321, 1870, 2920, 3030, 6152, 6531).
  *
  * A session consumes events from its connection (conn.c) in one switch: CONNECTED, DATAIN,
- * COMMITTED, TIMEOUT, STOP. It parses commands with smtp_parse (pure, in place), scans DATA
+ * COMMITTED, TIMEOUT, STOP, TLS_DONE. It parses commands with smtp_parse (pure, in place), scans DATA
  * with smtp_data, builds the spool record in one buffer as bytes arrive, queues replies on
  * the connection (all replies of a pipelined batch leave in one send) and hands finished
  * messages to the shard for group commit. It stops reading while a message waits for its
  * fdatasync, so the 250 and every later reply keep their order.
+ *
+ * STARTTLS (RFC 3207): offered in EHLO when [server] tls = starttls and the connection is in
+ * the clear. After the 220, input the client sent behind STARTTLS is dropped unread and the
+ * session starts over once the handshake is done (DESIGN.md invariant 4).
  *
  * Limits: every client-grown resource is bounded by the config: line length, recipients,
  * message size, errors, time per phase and per session (DESIGN.md invariant 6).
@@ -31,6 +35,7 @@ enum smtp_state {
 	SMTP_ST_DATA,      /* reading DATA up to CRLF.CRLF */
 	SMTP_ST_BDAT,      /* reading a BDAT chunk's counted bytes */
 	SMTP_ST_COMMIT,    /* message handed to the spool, waiting for its fdatasync */
+	SMTP_ST_TLS,       /* TLS handshake (implicit TLS, or after STARTTLS); no input yet */
 	SMTP_ST_CLOSING,   /* final reply queued; no more input is read */
 };
 
@@ -40,13 +45,14 @@ enum smtp_event {
 	SMTP_EV_COMMITTED, /* the spool settled our message: status 0 or -errno */
 	SMTP_EV_TIMEOUT,   /* the connection's deadline passed */
 	SMTP_EV_STOP,      /* graceful shutdown: finish the transaction, then 421 */
+	SMTP_EV_TLS_DONE,  /* the TLS handshake completed (server/tls.c) */
 };
 
 struct smtp_session {
 	enum smtp_state state;
 	uint8_t esmtp : 1, smtputf8 : 1, body8 : 1, bdat_used : 1, too_big : 1, bad_txn : 1,
 		stop_requested : 1, skip_line : 1;
-	uint8_t bdat_last : 1, bdat_discard : 1;
+	uint8_t bdat_last : 1, bdat_discard : 1, greeted : 1;
 	uint8_t bdat_prev_state; /* the state a discarded chunk's BDAT came in */
 	uint64_t msg_size;       /* bytes stored, Received: included */
 	uint32_t nrcpt;

@@ -87,3 +87,60 @@ def test_tls_required_defers_instead_of_sending_in_the_clear(ringmx_factory, rec
     d = wait_events(srv, "deferred", 2, qid=qid, timeout=10)
     assert d[0]["dsn"] == "4.7.5" and "TLS is required" in d[0]["reply"], d[0]
     assert rcv.messages == [] and rcv.connections == []
+
+
+# ---- what the remote server offers ------------------------------------------------------------
+
+def raw_bdat(srv, sender, rcpt, body):
+    """Sends one message with BDAT (bytes as they are, bare LF allowed); returns the qid."""
+    import socket
+    with socket.create_connection((srv.host, srv.port), timeout=10) as c:
+        f = c.makefile("rb")
+
+        def reply():
+            while True:
+                line = f.readline()
+                if line[3:4] != b"-":
+                    return line
+
+        reply()
+        c.sendall(b"EHLO t.test\r\n")
+        reply()
+        c.sendall(b"MAIL FROM:<%s>\r\n" % sender.encode())
+        assert reply().startswith(b"250")
+        c.sendall(b"RCPT TO:<%s>\r\n" % rcpt.encode())
+        assert reply().startswith(b"250")
+        c.sendall(b"BDAT %d LAST\r\n" % len(body) + body)
+        r = reply()
+        assert r.startswith(b"250"), r
+        c.sendall(b"QUIT\r\n")
+        return r.split()[-1].decode()
+
+
+@pytest.mark.outbound
+def test_a_message_over_the_remote_size_limit_bounces_unsent(ringmx_factory, receivers):
+    addr = loopback_address(2525)
+    rcv = receivers(addr, 2525, size=2000)
+    srv = mta(ringmx_factory, "smtp:[%s]:2525" % addr)
+    qid = send(srv, SENDER, ["u@slow.test"], make_message(subject="big", body="z" * 5000))
+    (b,) = wait_events(srv, "bounced", qid=qid)
+    assert b["dsn"] == "5.3.4" and "2000" in b["reply"], b
+    assert rcv.messages == []
+    assert not any(verb == "MAIL" for s in rcv.connections for verb, _, _ in s.commands)
+
+
+@pytest.mark.outbound
+def test_bdat_bytes_with_bare_lf_leave_as_crlf_to_a_server_without_chunking(ringmx_factory,
+                                                                             receivers):
+    """Accepted by BDAT as sent (bare LF kept in the spool); relayed with DATA to a server that
+    offers neither CHUNKING nor PIPELINING: one command per reply, and every line end CRLF
+    (the receiver fails the test on a bare CR or LF, or on unoffered pipelining)."""
+    addr = loopback_address(2525)
+    rcv = receivers(addr, 2525, pipelining=False, chunking=False)
+    srv = mta(ringmx_factory, "smtp:[%s]:2525" % addr)
+    body = b"Subject: bare\r\n\r\nline one\nline two\n.dot\nend\r\n"
+    qid = raw_bdat(srv, SENDER, "u@slow.test", body)
+    (m,) = rcv.wait_messages(1)
+    assert b"line one\r\nline two\r\n.dot\r\nend\r\n" in m.data, m.data
+    assert b"\n" not in m.data.replace(b"\r\n", b"")
+    wait_events(srv, "delivered", qid=qid)

@@ -13,6 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "server/config.h"
 
 static char err[1024];
@@ -644,6 +648,13 @@ static const struct bad bad_values[] = {
     {"queue", "warn_after", "1y", "expected a duration"},
     {"queue", "warn_after", "8761h", "\"8761h\" is out of range, expected 0 to 365d"},
     {"queue", "hold", "perhaps", "expected yes or no"},
+    {"server", "tls", "implicit", "expected starttls or none, got \"implicit\""},
+    {"server", "listen_tls", "localhost:465", "\"localhost:465\" is not addr:port"},
+    {"tls", "cert", "", "expected a path, got \"\""},
+    {"tls", "key", "", "expected a path, got \"\""},
+    {"tls", "ciphers", "HIGH !aNULL", "expected an OpenSSL cipher list"},
+    {"tls", "min_version", "1.1", "expected 1.2 or 1.3, got \"1.1\""},
+    {"tls", "min_version", "TLSv1.3", "expected 1.2 or 1.3"},
 };
 
 Test(config, bad_values_are_rejected_for_every_typed_key)
@@ -1839,6 +1850,176 @@ Test(config, error_message_is_cut_to_the_callers_buffer)
 	cr_assert_null(config_load_string("[foo]\n", "test.conf", NULL, 0));
 }
 
+/* ---- [tls] ---------------------------------------------------------------------------------- */
+
+/* Writes a fresh self-signed certificate (CN=mx.test) and its key as PEM to tmpdir/NAME.crt and
+ * tmpdir/NAME.key. */
+static void
+write_cert(const char *name)
+{
+	char path[256];
+	EVP_PKEY *pkey = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	FILE *f;
+
+	cr_assert(pkey && x);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), 0);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+	X509_set_pubkey(x, pkey);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+				   (const unsigned char *)"mx.test", -1, -1, 0);
+	X509_set_issuer_name(x, X509_get_subject_name(x));
+	cr_assert(X509_sign(x, pkey, EVP_sha256()) > 0);
+	snprintf(path, sizeof path, "%s/%s.crt", tmpdir, name);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	cr_assert_eq(PEM_write_X509(f, x), 1);
+	fclose(f);
+	snprintf(path, sizeof path, "%s/%s.key", tmpdir, name);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	cr_assert_eq(PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL), 1);
+	fclose(f);
+	X509_free(x);
+	EVP_PKEY_free(pkey);
+}
+
+Test(config, tls_keys_build_a_context_and_turn_starttls_on_by_default)
+{
+	struct config *cfg;
+	char text[1024];
+
+	make_tmpdir();
+	write_cert("mx");
+	snprintf(text, sizeof text,
+		 "[server]\nlisten_tls = 127.0.0.1:465 [::1]:465\n"
+		 "[tls]\ncert = %s/mx.crt\nkey = %s/mx.key\nciphers = ECDHE+AESGCM:ECDHE+CHACHA20\n"
+		 "min_version = 1.3\n",
+		 tmpdir, tmpdir);
+	cfg = load(text);
+	cr_assert_not_null(cfg->tls_ctx);
+	cr_assert(cfg->starttls, "a certificate turns STARTTLS on");
+	cr_assert_eq(cfg->nlisten_tls, 2);
+	cr_assert_str_eq(cfg->listen_tls[1].text, "[::1]:465");
+	cr_assert_eq(cfg->tls_min_version, CONFIG_TLS_1_3);
+	cr_assert_str_eq(cfg->tls_ciphers, "ECDHE+AESGCM:ECDHE+CHACHA20");
+	config_free(cfg);
+
+	snprintf(text, sizeof text, "[server]\ntls = none\n[tls]\ncert = %s/mx.crt\nkey = %s/mx.key\n",
+		 tmpdir, tmpdir);
+	cfg = load(text);
+	cr_assert_not_null(cfg->tls_ctx);
+	cr_assert_not(cfg->starttls);
+	cr_assert_eq(cfg->tls_min_version, CONFIG_TLS_1_2);
+	config_free(cfg);
+	remove_tmpdir();
+}
+
+Test(config, no_tls_by_default)
+{
+	struct config *cfg = config_load_default(err, sizeof err);
+
+	cr_assert_not_null(cfg, "%s", err);
+	cr_assert_null(cfg->tls_ctx);
+	cr_assert_not(cfg->starttls);
+	cr_assert_eq(cfg->nlisten_tls, 0);
+	config_free(cfg);
+}
+
+Test(config, tls_relative_paths_are_relative_to_the_config_file)
+{
+	struct config *cfg;
+	char name[128];
+
+	make_tmpdir();
+	write_cert("mx");
+	snprintf(name, sizeof name, "%s/ringmx.conf", tmpdir);
+	cfg = config_load_string("[tls]\ncert = mx.crt\nkey = mx.key\n", name, err, sizeof err);
+	cr_assert_not_null(cfg, "%s", err);
+	cr_assert(strncmp(cfg->tls_cert, tmpdir, strlen(tmpdir)) == 0, "%s", cfg->tls_cert);
+	cr_assert_not_null(cfg->tls_ctx);
+	config_free(cfg);
+	remove_tmpdir();
+}
+
+Test(config, a_missing_certificate_is_an_error_at_its_line)
+{
+	char text[1024], want[512];
+
+	make_tmpdir();
+	write_cert("mx");
+	snprintf(text, sizeof text, "[server]\nhostname = mx.test\n[tls]\nkey = %s/mx.key\n"
+		 "cert = %s/none.crt\n", tmpdir, tmpdir);
+	snprintf(want, sizeof want,
+		 "test.conf:5: [tls] cert: cannot open \"%s/none.crt\": No such file or directory",
+		 tmpdir);
+	assert_error(text, want);
+	remove_tmpdir();
+}
+
+Test(config, a_key_that_does_not_match_the_certificate_is_an_error_at_its_line)
+{
+	char text[1024], want[512];
+
+	make_tmpdir();
+	write_cert("mx");
+	write_cert("other");
+	snprintf(text, sizeof text, "[tls]\ncert = %s/mx.crt\nkey = %s/other.key\n", tmpdir, tmpdir);
+	snprintf(want, sizeof want,
+		 "test.conf:3: [tls] key: \"%s/other.key\" is not the private key of the "
+		 "certificate",
+		 tmpdir);
+	assert_error(text, want);
+	remove_tmpdir();
+}
+
+Test(config, files_that_are_not_pem_are_errors_of_their_key)
+{
+	char text[1024];
+
+	make_tmpdir();
+	write_cert("mx");
+	write_file("junk", "not PEM at all\n");
+	snprintf(text, sizeof text, "[tls]\ncert = %s/junk\nkey = %s/mx.key\n", tmpdir, tmpdir);
+	assert_error_has(text, "test.conf:2: [tls] cert: ");
+	cr_assert(strstr(err, "no PEM certificate chain in it"), "%s", err);
+	snprintf(text, sizeof text, "[tls]\ncert = %s/mx.crt\nkey = %s/junk\n", tmpdir, tmpdir);
+	assert_error_has(text, "test.conf:3: [tls] key: ");
+	cr_assert(strstr(err, "no PEM private key in it"), "%s", err);
+	snprintf(text, sizeof text, "[tls]\ncert = %s/mx.crt\nkey = %s/mx.key\nciphers = NOPE\n",
+		 tmpdir, tmpdir);
+	assert_error_has(text, "test.conf:4: [tls] ciphers: no usable cipher in \"NOPE\"");
+	remove_tmpdir();
+}
+
+Test(config, tls_keys_that_need_a_certificate_say_so)
+{
+	assert_error("[tls]\ncert = /etc/x.crt\n",
+		     "test.conf:2: [tls] cert: [tls] cert and key go together, and key is not set");
+	assert_error("[tls]\nkey = /etc/x.key\n",
+		     "test.conf:2: [tls] key: [tls] cert and key go together, and cert is not set");
+	assert_error("[server]\ntls = starttls\n",
+		     "test.conf:2: [server] tls: starttls needs [tls] cert and key");
+	assert_error("[server]\nlisten_tls = 127.0.0.1:465\n",
+		     "test.conf:2: [server] listen_tls: implicit TLS needs [tls] cert and key");
+	assert_error("[tls]\nmin_version = 1.3\n",
+		     "test.conf:2: [tls] min_version: set, but [tls] cert and key are not");
+	/* an empty listen_tls is no implicit TLS at all, not an error */
+	config_free(load("[server]\nlisten_tls =\n"));
+}
+
+Test(config, listen_tls_may_not_repeat_a_listen_address)
+{
+	assert_error("[server]\nlisten = 127.0.0.1:25\nlisten_tls = 127.0.0.1:465 *:25\n",
+		     "test.conf:3: [server] listen_tls: \"*:25\" is also in listen "
+		     "(\"127.0.0.1:25\")");
+	assert_error_has("[server]\nlisten = *:25\nlisten_tls = *:465 0.0.0.0:465\n",
+			 "test.conf:3: [server] listen_tls: \"0.0.0.0:465\" is the same address as "
+			 "\"*:465\"");
+}
+
 /* ---- Reload ------------------------------------------------------------------------------- */
 
 Test(config, restart_changes_lists_only_keys_that_cannot_be_reloaded)
@@ -1864,7 +2045,25 @@ Test(config, restart_changes_lists_only_keys_that_cannot_be_reloaded)
 	config_free(c);
 }
 
-Test(config, control_socket_needs_a_restart_and_delivery_keys_do_not)
+Test(config, listen_tls_needs_a_restart_and_tls_keys_do_not)
+{
+	struct config *a = load("[server]\nlisten_tls =\n");
+	struct config *b = load("[server]\ntls = none\n");
+	struct config *c = load("[server]\nlisten = 127.0.0.1:2525\n");
+	char buf[256];
+
+	cr_assert_eq(config_restart_changes(a, b, buf, sizeof buf), 0, "%s", buf);
+	/* a listen_tls list cannot be made without a certificate: compare by hand */
+	c->nlisten_tls = 1;
+	cr_assert_eq(config_listen_parse("127.0.0.1:465", &c->listen_tls[0]), 0);
+	cr_assert_eq(config_restart_changes(a, c, buf, sizeof buf), 1);
+	cr_assert_str_eq(buf, "[server] listen_tls");
+	config_free(a);
+	config_free(b);
+	config_free(c);
+}
+
+Test(config, control_socket_and_deliver_enabled_need_a_restart_other_delivery_keys_do_not)
 {
 	struct config *a = load("");
 	struct config *b = load("[server]\ncontrol_socket = /run/ringmx.ctl\n");
@@ -1880,7 +2079,8 @@ Test(config, control_socket_needs_a_restart_and_delivery_keys_do_not)
 
 	cr_assert_eq(config_restart_changes(a, b, buf, sizeof buf), 1);
 	cr_assert_str_eq(buf, "[server] control_socket");
-	cr_assert_eq(config_restart_changes(a, c, buf, sizeof buf), 0, "%s", buf);
+	cr_assert_eq(config_restart_changes(a, c, buf, sizeof buf), 1, "%s", buf);
+	cr_assert_str_eq(buf, "[deliver] enabled");
 	config_free(a);
 	config_free(b);
 	config_free(c);
@@ -1933,6 +2133,12 @@ Test(config, docs_describe_every_key_in_its_section)
 	    {"server", "bare_newline"},
 	    {"server", "log_level"},
 	    {"server", "control_socket"},
+	    {"server", "tls"},
+	    {"server", "listen_tls"},
+	    {"tls", "cert"},
+	    {"tls", "key"},
+	    {"tls", "ciphers"},
+	    {"tls", "min_version"},
 	    {"spool", "dir"},
 	    {"spool", "fsync"},
 	    {"spool", "segment_size"},
