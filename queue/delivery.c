@@ -1444,6 +1444,54 @@ route_done(void *arg, struct dns_route *rt)
 	dom_attach(d, dom, s);
 }
 
+/* A named hop in brackets ("smtp:[relay.example]:25"): its A records, no MX lookup. */
+static void
+hop_addr_done(void *arg, int status, const struct dns_answer *ans, bool from_cache)
+{
+	(void)from_cache;
+	struct route_ctx *rc = arg;
+	struct delivery *d = rc->d;
+	d->resolving--;
+	struct dlv_domain *dom = dom_get(d, rc->domain);
+	if (!dom) {
+		free(rc);
+		return;
+	}
+	dom->route = DR_NONE;
+	if (status != 0 || !ans || ans->rcode != DNS_RCODE_NOERROR || ans->nrr == 0) {
+		char diag[DLV_DIAG_MAX];
+		snprintf(diag, sizeof diag, "cannot resolve the next hop %s: %s", rc->hop.host,
+			 status != 0 ? (status == -ETIMEDOUT ? "timeout" : "lookup failed")
+			 : ans->rcode == DNS_RCODE_NXDOMAIN ? "no such name"
+			 : ans->rcode != DNS_RCODE_NOERROR ? "server failure"
+							   : "no address");
+		/* a configured next hop that does not resolve is the operator's to fix: defer */
+		dom_fail_ready(d, dom, false, "4.4.3", diag);
+		free(rc);
+		return;
+	}
+	char key[512];
+	config_hop_text(&rc->hop, key, sizeof key);
+	bool created;
+	struct dlv_site *s = site_get(d, key, &created);
+	if (!s) {
+		dom_fail_ready(d, dom, false, "4.3.0", "out of memory");
+		free(rc);
+		return;
+	}
+	s->naddr = 0;
+	s->lmtp = rc->hop.kind == CONFIG_HOP_LMTP;
+	for (unsigned i = 0; i < ans->nrr; i++)
+		if (ans->rr[i].type == DNS_TYPE_A)
+			site_add_addr(s, AF_INET, ans->rr[i].u.a, rc->hop.port, rc->hop.host);
+	free(rc);
+	if (s->naddr == 0) {
+		dom_fail_ready(d, dom, false, "4.4.3", "no address for the next hop");
+		return;
+	}
+	dom_attach(d, dom, s);
+}
+
 /* A site for a hop with an address literal or a unix socket: no DNS. */
 static struct dlv_site *
 site_for_literal(struct delivery *d, const struct config_hop *hop)
@@ -1530,7 +1578,9 @@ dom_route(struct delivery *d, struct dlv_domain *dom)
 	dom->route = DR_RESOLVING;
 	d->resolving++;
 	const char *name = hop.kind == CONFIG_HOP_MX ? dom->name : hop.host;
-	int rc2 = dns_route_resolve(d->res, name, &rp, dlv_now(d), route_done, rc);
+	int rc2 = hop.kind != CONFIG_HOP_MX && hop.no_mx
+			  ? dns_resolver_lookup(d->res, name, DNS_TYPE_A, dlv_now(d), hop_addr_done, rc)
+			  : dns_route_resolve(d->res, name, &rp, dlv_now(d), route_done, rc);
 	if (rc2 < 0) {
 		d->resolving--;
 		dom->route = DR_NONE;

@@ -559,3 +559,16 @@ def test_hold_keeps_the_mail_in_the_queue(ringmx_factory, outbound_nsd, receiver
     assert events(srv, "bounced") == [] and events(srv, "deferred") == []
     assert srv.stop() == 0
     assert {q for q, _ in sent} <= {r["qid"] for r in srv.spool_records()}
+
+
+@pytest.mark.outbound
+def test_a_bracketed_host_name_hop_uses_its_address_without_mx(ringmx_factory, outbound_nsd,
+                                                               receivers):
+    """`smtp:[amx.out.test]:2527`: the name's A record (127.0.0.24), no MX lookup; the
+    receiver listens on that address, on a port no MX would ever use."""
+    rcv = receivers(zone_address("amx.out.test"), 2527)
+    srv = mta(ringmx_factory, outbound_nsd, transport={"named.test": "smtp:[amx.out.test]:2527"})
+    qid = send(srv, SENDER, ["u@named.test"], make_message(subject="named hop"))
+    rcv.wait_messages(1)
+    (e,) = wait_events(srv, "delivered", qid=qid)
+    assert e["relay"] == "amx.out.test[127.0.0.24]:2527", e
