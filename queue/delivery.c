@@ -388,7 +388,7 @@ delivery_accept(struct delivery *d, const struct spool_done *sd)
 {
 	if (!d->cfg->deliver_enabled)
 		return;
-	struct qmsg *m = qmsg_new(*sd->rec, sd->len, d->shard, QMSG_HOT, sd->seq);
+	struct qmsg *m = qmsg_new(*sd->rec, sd->len, d->shard, QMSG_HOT, sd->seq, sd->off);
 	if (!m) {
 		log_msg(LOG_ERROR, "accept_failed", "cannot keep a committed message in memory; "
 			"it is delivered after a restart");
@@ -463,6 +463,8 @@ home_dsn(struct delivery *d, struct dlv_report *r, uint32_t nfailed, bool warnin
 		b->idx[k++] = e->idx;
 	}
 	b->n = k;
+	/* the original headers go into the report; without the body (unreadable) it still goes */
+	const char *body = qmsg_body_get(m, d->dirfd);
 	struct dsn_params p = {
 	    .host = d->cfg->hostname,
 	    .sender = m->v.from,
@@ -471,13 +473,15 @@ home_dsn(struct delivery *d, struct dlv_report *r, uint32_t nfailed, bool warnin
 	    .now_ms = wall_ms(),
 	    .retry_until_ms = warning ? m->v.arrival_ms + d->cfg->max_lifetime * 1000 : 0,
 	    .kind = warning ? DSN_DELAY : DSN_FAILURE,
-	    .msg = m->v.msg,
-	    .msg_len = m->v.msg_len,
+	    .msg = body ? body : "",
+	    .msg_len = body ? m->v.msg_len : 0,
 	    .rcpts = dr,
 	    .nrcpt = k,
 	};
 	size_t dlen = 0;
 	char *dsn = k ? dsn_build(&p, &dlen) : NULL;
+	if (body)
+		qmsg_body_put(m);
 	free(dr);
 	if (!dsn) {
 		free(b);
@@ -543,7 +547,7 @@ delivery_spool_done(struct delivery *d, const struct spool_done *sd)
 		log_msg(LOG_ERROR, "bounce_failed", "spooling the bounce of %s: %s", qid,
 			strerror(-sd->status));
 	} else {
-		struct qmsg *bm = qmsg_new(*sd->rec, sd->len, d->shard, QMSG_HOT, sd->seq);
+		struct qmsg *bm = qmsg_new(*sd->rec, sd->len, d->shard, QMSG_HOT, sd->seq, sd->off);
 		if (bm) {
 			*sd->rec = NULL;
 			qid_text(bm->v.qid, bqid);
@@ -576,14 +580,18 @@ home_move(struct delivery *d, struct qmsg *m)
 {
 	if (m->stream != QMSG_HOT || m->moving || !d->dspool)
 		return;
-	char *copy = malloc(m->rec_len);
-	struct dlv_bounce *b = calloc(1, sizeof *b);
+	const char *body = qmsg_body_get(m, d->dirfd);
+	char *copy = body ? malloc(m->rec_len) : NULL;
+	struct dlv_bounce *b = copy ? calloc(1, sizeof *b) : NULL;
 	if (!copy || !b) {
+		if (body)
+			qmsg_body_put(m);
 		free(copy);
 		free(b);
 		return; /* stays in the hot segment: correct, only less tidy */
 	}
-	memcpy(copy, m->rec, m->rec_len);
+	memcpy(copy, body - m->msg_off, m->rec_len);
+	qmsg_body_put(m);
 	b->id = ++d->bounce_id;
 	b->m = m;
 	b->move = true;
@@ -619,8 +627,9 @@ home_moved(struct delivery *d, struct dlv_bounce *b, const struct spool_done *sd
 	for (uint32_t i = 0; i < m->v.nrcpt; i++)
 		if (!m->rdone[i])
 			journal_add(d->journal, QMSG_HOT, old_seq, m->v.qid, i);
-	m->stream = QMSG_DEFERRED;
-	m->seq = sd->seq;
+	qmsg_relocate(m, QMSG_DEFERRED, sd->seq, sd->off);
+	/* waiting costs no memory for the body from now: it is read back for each attempt */
+	qmsg_body_drop(m);
 	if (nsg)
 		nsg->live++;
 	if (old) {
@@ -1606,9 +1615,16 @@ local_run(struct delivery *d, struct dlv_domain *dom, unsigned budget)
 			job_expire(d, j);
 			continue;
 		}
-		const struct qmsg *m = j->m;
+		struct qmsg *m = j->m;
+		const char *body = dom->route == DR_DISCARD ? NULL : qmsg_body_get(m, d->dirfd);
 		for (uint32_t i = 0; i < j->n; i++) {
 			struct spool_str rc = m->rcpt[j->ridx[i]];
+			if (dom->route != DR_DISCARD && !body) {
+				dlv_rcpt_result(d, j, i, R_DEFERRED, "4.3.0",
+						"cannot read the message back from the spool", "maildir",
+						NULL);
+				continue;
+			}
 			if (dom->route == DR_DISCARD) {
 				dlv_rcpt_result(d, j, i, R_DELIVERED, "2.0.0", "discarded", "discard",
 						NULL);
@@ -1624,7 +1640,7 @@ local_run(struct delivery *d, struct dlv_domain *dom, unsigned budget)
 			    .local = {rc.p, llen},
 			    .sender = m->v.from,
 			    .rcpt = rc,
-			    .msg = m->v.msg,
+			    .msg = body,
 			    .msg_len = m->v.msg_len,
 			    .host = d->cfg->hostname,
 			    .qid = qid,
@@ -1638,6 +1654,8 @@ local_run(struct delivery *d, struct dlv_domain *dom, unsigned budget)
 			else
 				dlv_rcpt_result(d, j, i, R_DEFERRED, "4.3.0", err, "maildir", NULL);
 		}
+		if (body)
+			qmsg_body_put(m);
 		uint32_t n = j->n;
 		dlv_job_done(d, j, n, dom->route == DR_DISCARD ? "discard" : "maildir", false);
 	}
@@ -1945,6 +1963,8 @@ delivery_free(struct delivery *d)
 				continue;
 			if (c->fd >= 0)
 				close(c->fd);
+			if (c->job && c->body)
+				qmsg_body_put(c->job->m);
 			if (c->job)
 				job_free(c->job);
 			free(c->out);

@@ -163,6 +163,7 @@ struct dlv_conn {
 	uint64_t deadline_ms;
 	unsigned transactions;
 	struct dlv_job *job;        /* the transaction's job */
+	const char *body;           /* its message's body, held (qmsg_body_get) for the transaction */
 	uint32_t ntx;               /* recipients in this transaction (job->ridx[0..ntx)) */
 	uint32_t naccepted;
 	uint16_t *exp;              /* expected replies: enum expect */

@@ -1,17 +1,26 @@
 /*
- * qmsg — a committed message held in memory for delivery: its spool record, decoded, with a
- * reference count, shared read-only between the shard whose spool holds it (its home) and the
+ * qmsg — a committed message held for delivery: its envelope in memory, its body in memory or
+ * on disk, a reference count, shared between the shard whose spool holds it (its home) and the
  * shards that deliver its recipients.
  *
- * The record bytes, the envelope and the recipient table never change after qmsg_new, so any
- * shard may read them once it got the pointer through an SPSC ring (which publishes them).
+ * The envelope (helo, client, sender, the recipient table) is copied out of the record and
+ * never changes after qmsg_new, so any shard may read it once it got the pointer through an
+ * SPSC ring (which publishes it). The body is the spool record itself: kept while the message
+ * is fresh, dropped by the home once the message sits in the deferred stream (qmsg_body_drop),
+ * and read back from its segment file when a delivery needs it (qmsg_body_get). A small lock
+ * per message guards the body pointer; it is taken once per delivery attempt, never per byte.
  * Only the home shard touches the per-recipient state (rdone) and the counters below it.
  *
  * Usage:
- *   m = qmsg_new(rec, len, home, stream, seq);   // takes rec (malloc'ed); NULL: corrupt/ENOMEM
+ *   m = qmsg_new(rec, len, home, stream, seq, off);  // takes rec on success
+ *   body = qmsg_body_get(m, dirfd);  ... use m->v.msg_len bytes ...  qmsg_body_put(m);
  *   qmsg_ref(m) for every job handed out; qmsg_unref(m) when done (frees at zero)
  *
  * Limits: SPOOL_RCPT_MAX recipients (the record's own limit).
+ *
+ * Failure: qmsg_new returns NULL for a corrupt record or no memory; rec stays the caller's.
+ * qmsg_body_get returns NULL when the body cannot be read back (the segment is unreadable or
+ * the record there does not match): the caller defers.
  */
 #ifndef RINGMX_QMSG_H
 #define RINGMX_QMSG_H
@@ -31,10 +40,18 @@ struct qmsg {
 	uint16_t home;        /* the shard whose spool holds the record */
 	uint8_t stream;       /* enum qmsg_stream */
 	uint32_t seq;         /* segment number */
-	char *rec;            /* the whole record (owned) */
-	size_t rec_len;
-	struct spool_record_view v; /* slices into rec */
+	uint64_t off;         /* where the record starts in its segment */
+	size_t rec_len;       /* the whole record's length */
+	uint32_t msg_off;     /* where the message starts in the record */
+	struct spool_record_view v; /* envelope slices into env; v.msg: see qmsg_body_get */
 	struct spool_str *rcpt;     /* v.nrcpt recipients, in record order */
+	char *env;            /* header and envelope, copied */
+
+	/* the body: guarded by lock */
+	atomic_flag lock;
+	char *rec;            /* the whole record, or NULL when dropped */
+	uint32_t body_refs;
+	bool drop_wanted;
 
 	/* Home shard only: */
 	uint8_t *rdone;       /* per recipient: final outcome recorded (or moved) */
@@ -46,13 +63,25 @@ struct qmsg {
 };
 
 struct qmsg *qmsg_new(char *rec, size_t len, unsigned home, enum qmsg_stream stream,
-		      uint32_t seq);
+		      uint32_t seq, uint64_t off);
 static inline void
 qmsg_ref(struct qmsg *m)
 {
 	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
 }
 void qmsg_unref(struct qmsg *m);
+
+/* The message bytes (m->v.msg_len of them), read back from the segment in dirfd[stream]
+ * when they were dropped; NULL when that fails. Pair with qmsg_body_put. */
+const char *qmsg_body_get(struct qmsg *m, const int dirfd[2]);
+void qmsg_body_put(struct qmsg *m);
+/* Frees the in-memory body now, or when the last qmsg_body_put comes. */
+void qmsg_body_drop(struct qmsg *m);
+/* The record now lives elsewhere (moved to the deferred stream); under the body lock, since
+ * another shard may be reading it back at that moment. */
+void qmsg_relocate(struct qmsg *m, enum qmsg_stream stream, uint32_t seq, uint64_t off);
+/* True while the body is in memory (for the control's view). */
+bool qmsg_body_loaded(struct qmsg *m);
 
 /* The domain part of recipient i (after the last '@', as stored), or an empty slice. */
 struct spool_str qmsg_rcpt_domain(const struct qmsg *m, uint32_t i);

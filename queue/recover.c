@@ -143,7 +143,6 @@ seg_of(struct rctx *c, uint32_t seq)
 static void
 on_record(void *arg, const char *path, uint64_t offset, const struct spool_record_view *v)
 {
-	(void)offset;
 	struct rctx *c = arg;
 	const char *base = strrchr(path, '/');
 	uint32_t seq;
@@ -185,7 +184,7 @@ on_record(void *arg, const char *path, uint64_t offset, const struct spool_recor
 		return;
 	memcpy(copy, v->base, v->total_len);
 	struct qmsg *m = qmsg_new(copy, v->total_len, seq % c->nshards, (enum qmsg_stream)c->stream,
-				  seq);
+				  seq, offset);
 	if (!m) {
 		free(copy);
 		return;
@@ -196,6 +195,10 @@ on_record(void *arg, const char *path, uint64_t offset, const struct spool_recor
 			m->pending--;
 		}
 	}
+	/* a message of the deferred stream waits without its body in memory: it is read back
+	 * when its turn comes */
+	if (c->stream == QMSG_DEFERRED)
+		qmsg_body_drop(m);
 	c->ops->on_msg(c->ops->arg, m);
 }
 

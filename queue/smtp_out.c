@@ -86,6 +86,16 @@ static void conn_fail(struct dlv_conn *c, const char *status, bool site_trouble,
 static void conn_next_txn(struct dlv_conn *c);
 static void conn_quit(struct dlv_conn *c);
 
+/* The transaction's hold on its message's body ends (before the job may go away). */
+static void
+conn_body_put(struct dlv_conn *c, struct dlv_job *j)
+{
+	if (c->body) {
+		qmsg_body_put(j->m);
+		c->body = NULL;
+	}
+}
+
 /* ---- output ---- */
 
 static bool
@@ -306,6 +316,7 @@ conn_fail(struct dlv_conn *c, const char *status, bool site_trouble, const char 
 				dlv_rcpt_result(c->d, j, i, R_DEFERRED, status, full, relay,
 						c->addr ? c->addr->host : NULL);
 		c->job = NULL;
+		conn_body_put(c, j);
 		dlv_job_done(c->d, j, c->ntx, relay, site_trouble);
 	}
 	if (site_trouble && (before_txn || c->transactions == 0))
@@ -380,17 +391,17 @@ emit(struct dlv_conn *c, uint32_t k)
 	case EX_BODY:
 		if (k > 0 && c->exp[k - 1] == EX_DATA) {
 			/* after 354: the dot-stuffed body and its terminator */
-			size_t need = c->naccepted ? body_encode_data_size(m->v.msg, m->v.msg_len) : 3;
+			size_t need = c->naccepted ? body_encode_data_size(c->body, m->v.msg_len) : 3;
 			if (!out_reserve(c, need))
 				break;
 			if (c->naccepted)
-				c->out_len += body_encode_data(m->v.msg, m->v.msg_len, c->out + c->out_len);
+				c->out_len += body_encode_data(c->body, m->v.msg_len, c->out + c->out_len);
 			else
 				memcpy(c->out + c->out_len, ".\r\n", 3), c->out_len += 3;
 		} else {
 			out_printf(c, "BDAT %u LAST\r\n", m->v.msg_len);
 			if (out_reserve(c, m->v.msg_len)) {
-				memcpy(c->out + c->out_len, m->v.msg, m->v.msg_len);
+				memcpy(c->out + c->out_len, c->body, m->v.msg_len);
 				c->out_len += m->v.msg_len;
 			}
 		}
@@ -414,6 +425,7 @@ txn_finish(struct dlv_conn *c)
 			dlv_rcpt_result(c->d, j, i, R_DEFERRED, "4.4.2", "no reply for this recipient",
 					relay, c->addr->host);
 	c->job = NULL;
+	conn_body_put(c, j);
 	c->transactions++;
 	c->site->transactions++;
 	dlv_site_ok(c->site);
@@ -482,6 +494,18 @@ conn_next_txn(struct dlv_conn *c)
 			j->state[i] = R_PENDING;
 		if (txn_reject_early(c, j, ntx)) {
 			c->transactions++;
+			continue;
+		}
+		/* the body, from memory or read back from the spool, for this transaction */
+		c->body = qmsg_body_get(j->m, d->dirfd);
+		if (!c->body) {
+			char relay[DLV_RELAY_MAX];
+			conn_relay(c, relay, sizeof relay);
+			for (uint32_t i = 0; i < ntx; i++)
+				dlv_rcpt_result(d, j, i, R_DEFERRED, "4.3.0",
+						"cannot read the message back from the spool", relay,
+						NULL);
+			dlv_job_done(d, j, ntx, relay, false);
 			continue;
 		}
 		c->job = j;

@@ -7,9 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
 #include <criterion/criterion.h>
 
 #include "queue/qmsg.h"
+#include "queue/spool_scan.h"
 #include "tests/unit/queue/spool_fixture.h"
 
 static const struct spool_str RCPTS[] = {
@@ -56,7 +61,7 @@ Test(qmsg, a_valid_record_is_decoded_with_its_recipient_table)
 {
 	size_t len;
 	char *rec = record_new(RCPTS, NRCPT, &len);
-	struct qmsg *m = qmsg_new(rec, len, 3, QMSG_DEFERRED, 77);
+	struct qmsg *m = qmsg_new(rec, len, 3, QMSG_DEFERRED, 77, 0);
 
 	cr_assert_not_null(m);
 	cr_assert_eq(m->rec, rec, "the record is taken, not copied");
@@ -72,8 +77,8 @@ Test(qmsg, a_valid_record_is_decoded_with_its_recipient_table)
 	cr_assert_eq(m->bouncing, 0);
 	for (uint32_t i = 0; i < NRCPT; i++) {
 		assert_slice(m->rcpt[i], RCPTS[i].p);
-		/* Slices into the record itself, which the qmsg owns. */
-		cr_assert(m->rcpt[i].p >= rec && m->rcpt[i].p + m->rcpt[i].len <= rec + len);
+		/* Slices into the envelope copy, so the body may be dropped. */
+		cr_assert(m->rcpt[i].p >= m->env && m->rcpt[i].p + m->rcpt[i].len <= m->env + m->msg_off);
 		cr_assert_eq(m->rdone[i], 0);
 	}
 	qmsg_unref(m);
@@ -83,7 +88,7 @@ Test(qmsg, the_domain_is_after_the_last_at_sign_as_stored)
 {
 	size_t len;
 	char *rec = record_new(RCPTS, NRCPT, &len);
-	struct qmsg *m = qmsg_new(rec, len, 0, QMSG_HOT, 1);
+	struct qmsg *m = qmsg_new(rec, len, 0, QMSG_HOT, 1, 0);
 	struct spool_str d;
 
 	cr_assert_not_null(m);
@@ -102,7 +107,7 @@ Test(qmsg, a_record_without_recipients_has_nothing_pending)
 {
 	size_t len;
 	char *rec = record_new(NULL, 0, &len);
-	struct qmsg *m = qmsg_new(rec, len, 0, QMSG_HOT, 1);
+	struct qmsg *m = qmsg_new(rec, len, 0, QMSG_HOT, 1, 0);
 
 	cr_assert_not_null(m);
 	cr_assert_eq(m->v.nrcpt, 0);
@@ -118,7 +123,7 @@ Test(qmsg, a_record_without_recipients_has_nothing_pending)
 static void
 assert_rejected_and_still_ours(char *rec, size_t len)
 {
-	struct qmsg *m = qmsg_new(rec, len, 0, QMSG_HOT, 1);
+	struct qmsg *m = qmsg_new(rec, len, 0, QMSG_HOT, 1, 0);
 
 	cr_assert_null(m);
 	rec[0] ^= 1; /* still writable: not freed */
@@ -157,7 +162,7 @@ Test(qmsg, references_free_the_message_at_zero_and_not_before)
 {
 	size_t len;
 	char *rec = record_new(RCPTS, NRCPT, &len);
-	struct qmsg *m = qmsg_new(rec, len, 0, QMSG_HOT, 1);
+	struct qmsg *m = qmsg_new(rec, len, 0, QMSG_HOT, 1, 0);
 
 	cr_assert_not_null(m);
 	qmsg_ref(m); /* two jobs handed out */
@@ -171,4 +176,49 @@ Test(qmsg, references_free_the_message_at_zero_and_not_before)
 	assert_slice(m->rcpt[0], "a@Example.ORG");
 	m->rdone[0] = 1;
 	qmsg_unref(m); /* frees the record, the tables and the qmsg: LeakSanitizer checks */
+}
+
+/* The body can be dropped and read back from its segment file, checked against the qid. */
+Test(qmsg, a_dropped_body_is_read_back_from_its_segment)
+{
+	size_t len;
+	char *rec = record_new(RCPTS, NRCPT, &len);
+	char dir[] = "/tmp/ringmx-qmsg-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	cr_assert(dfd >= 0);
+	char name[64];
+	snprintf(name, sizeof name, SPOOL_SEGMENT_FMT, 5u);
+	int fd = openat(dfd, name, O_WRONLY | O_CREAT, 0600);
+	cr_assert(fd >= 0);
+	char pad[100] = {0};
+	cr_assert_eq(write(fd, pad, sizeof pad), (ssize_t)sizeof pad);
+	cr_assert_eq(write(fd, rec, len), (ssize_t)len);
+	close(fd);
+	char *copy = malloc(len);
+	memcpy(copy, rec, len);
+	struct qmsg *m = qmsg_new(copy, len, 0, QMSG_HOT, 5, sizeof pad);
+	cr_assert_not_null(m);
+	const int dirfd[2] = {dfd, dfd};
+	const char *b = qmsg_body_get(m, dirfd);
+	cr_assert_not_null(b);
+	cr_assert_eq(b, copy + m->msg_off, "in memory: no read");
+	qmsg_body_drop(m); /* held: dropped at the put */
+	cr_assert(qmsg_body_loaded(m));
+	qmsg_body_put(m);
+	cr_assert_not(qmsg_body_loaded(m));
+	assert_slice(m->v.from, "sender@example.com"); /* the envelope stays */
+	b = qmsg_body_get(m, dirfd);
+	cr_assert_not_null(b, "read back from the segment");
+	cr_assert_arr_eq(b, rec + m->msg_off, m->v.msg_len);
+	qmsg_body_put(m);
+	/* a record elsewhere (wrong offset) is refused, not delivered */
+	qmsg_body_drop(m);
+	m->off = 1;
+	cr_assert_null(qmsg_body_get(m, dirfd));
+	qmsg_unref(m);
+	unlinkat(dfd, name, 0);
+	close(dfd);
+	rmdir(dir);
+	free(rec);
 }
