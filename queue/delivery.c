@@ -39,8 +39,8 @@ dlv_now(const struct delivery *d)
 	return d->loop->now_ms;
 }
 
-static uint64_t
-wall_ms(void)
+uint64_t
+dlv_wall_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -470,7 +470,7 @@ home_dsn(struct delivery *d, struct dlv_report *r, uint32_t nfailed, bool warnin
 	    .sender = m->v.from,
 	    .qid = qid,
 	    .arrival_ms = m->v.arrival_ms,
-	    .now_ms = wall_ms(),
+	    .now_ms = dlv_wall_ms(),
 	    .retry_until_ms = warning ? m->v.arrival_ms + d->cfg->max_lifetime * 1000 : 0,
 	    .kind = warning ? DSN_DELAY : DSN_FAILURE,
 	    .msg = body ? body : "",
@@ -493,7 +493,7 @@ home_dsn(struct delivery *d, struct dlv_report *r, uint32_t nfailed, bool warnin
 	struct spool_str rcpt = m->v.from;
 	struct spool_envelope env = {
 	    .qid = d->qid_next(d->arg),
-	    .arrival_ms = wall_ms(),
+	    .arrival_ms = dlv_wall_ms(),
 	    .flags = 0,
 	    .helo = {d->cfg->hostname, strlen(d->cfg->hostname)},
 	    .client = {"localhost", 9},
@@ -714,7 +714,7 @@ dlv_rcpt_result(struct delivery *d, struct dlv_job *j, uint32_t i, enum rcpt_sta
 		if (diag)
 			log_str("reply", diag);
 		log_u64("attempts", j->attempts + 1);
-		uint64_t now = wall_ms();
+		uint64_t now = dlv_wall_ms();
 		log_u64("delay_ms", now > m->v.arrival_ms ? now - m->v.arrival_ms : 0);
 		if (st == R_DEFERRED) {
 			unsigned next = config_retry_delay(d->cfg, j->attempts + 1);
@@ -728,7 +728,7 @@ dlv_rcpt_result(struct delivery *d, struct dlv_job *j, uint32_t i, enum rcpt_sta
 		 * once it waited warn_after */
 		notice_move = j->attempts + 1 == DLV_MOVE_AFTER_ATTEMPTS && m->stream == QMSG_HOT;
 		uint64_t warn = d->cfg->warn_after * 1000;
-		notice_warn = warn > 0 && !j->warned && wall_ms() >= m->v.arrival_ms + warn &&
+		notice_warn = warn > 0 && !j->warned && dlv_wall_ms() >= m->v.arrival_ms + warn &&
 			      m->v.from.len > 0;
 		if (notice_warn && i + 1 == j->n)
 			j->warned = true;
@@ -755,7 +755,7 @@ dlv_rcpt_result(struct delivery *d, struct dlv_job *j, uint32_t i, enum rcpt_sta
 		e->diag = diag ? strdup(diag) : NULL;
 		e->remote = remote && remote[0] ? strdup(remote) : NULL;
 	}
-	j->rep->when_ms = wall_ms();
+	j->rep->when_ms = dlv_wall_ms();
 }
 
 static void dom_schedule(struct delivery *d, struct dlv_domain *dom, struct dlv_job *j);
@@ -1005,7 +1005,7 @@ dom_schedule(struct delivery *d, struct dlv_domain *dom, struct dlv_job *j)
 	uint64_t now = dlv_now(d);
 	uint64_t delay = (uint64_t)config_retry_delay(d->cfg, j->attempts) * 1000;
 	/* never past the expiry: the job is bounced then, wherever it waits */
-	uint64_t wall = wall_ms();
+	uint64_t wall = dlv_wall_ms();
 	uint64_t expire = j->m->v.arrival_ms + d->cfg->max_lifetime * 1000;
 	uint64_t left = expire > wall ? expire - wall : 0;
 	if (delay > left)
@@ -1021,7 +1021,7 @@ dom_schedule(struct delivery *d, struct dlv_domain *dom, struct dlv_job *j)
 static void
 dom_due(struct delivery *d, struct dlv_domain *dom)
 {
-	uint64_t now = dlv_now(d), wall = wall_ms();
+	uint64_t now = dlv_now(d), wall = dlv_wall_ms();
 	while (dom->nsched > 0 && dom->sched[0]->due_ms <= now) {
 		struct dlv_job *j = heap_pop(dom);
 		if (job_expired(d, j, wall))
@@ -1189,7 +1189,7 @@ dlv_site_take(struct dlv_site *s)
 	struct site_ring *r = site_ring(s);
 	if (!r || d->held || d->stopping)
 		return NULL;
-	uint64_t wall = wall_ms();
+	uint64_t wall = dlv_wall_ms();
 	for (uint32_t tries = 0; r->n > 0 && tries < r->n;) {
 		if (r->next >= r->n)
 			r->next = 0;
@@ -1608,7 +1608,7 @@ local_run(struct delivery *d, struct dlv_domain *dom, unsigned budget)
 {
 	unsigned done = 0;
 	struct dlv_job *j;
-	uint64_t wall = wall_ms();
+	uint64_t wall = dlv_wall_ms();
 	while (done < budget && (j = dom_ready_pop(dom))) {
 		done++;
 		if (job_expired(d, j, wall)) {

@@ -43,14 +43,6 @@ struct ctl_ctx {
 };
 
 static uint64_t
-ctl_wall_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static uint64_t
 age_s(const struct ctl_ctx *x, uint64_t arrival_ms)
 {
 	return x->wall_ms > arrival_ms ? (x->wall_ms - arrival_ms) / 1000 : 0;
@@ -106,7 +98,7 @@ ctx_init(struct ctl_ctx *x, struct delivery *d, const struct ctl_req *r, struct 
 	x->r = r;
 	x->b = b;
 	x->now_ms = dlv_now(d);
-	x->wall_ms = ctl_wall_ms();
+	x->wall_ms = dlv_wall_ms();
 	x->doms = malloc((d->ndom ? d->ndom : 1) * sizeof *x->doms);
 	if (!x->doms)
 		return false;

@@ -274,6 +274,8 @@ void dlv_site_failed(struct dlv_site *s, const char *reason);
 void dlv_site_ok(struct dlv_site *s);
 void dlv_site_mark(struct dlv_site *s);
 uint64_t dlv_now(const struct delivery *d);
+/* Wall clock, ms since the epoch (arrival times, expiry). */
+uint64_t dlv_wall_ms(void);
 
 /* delivery.c, for delivery_ctl.c: the domain of that name (lower case), made if new (NULL: out
  * of memory); marking it to be looked at this turn; the shard that owns a domain; sending a

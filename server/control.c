@@ -18,6 +18,7 @@
 #include "queue/ctl.h"
 #include "server/assert.h"
 #include "server/log.h"
+#include "server/loop.h"
 #include "server/shard.h"
 
 #define CONTROL_BACKLOG 16
@@ -34,14 +35,6 @@ struct control {
 	unsigned nshards;
 	char *scratch; /* one shard's answer, CTL_SHARD_ANSWER_MAX bytes */
 };
-
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Whether a process accepts connections on the unix socket at path. */
 static bool
@@ -143,7 +136,7 @@ static bool
 control_wait(struct control *c, int fd, short events, uint64_t deadline_ms)
 {
 	for (;;) {
-		uint64_t now = mono_ms();
+		uint64_t now = loop_clock_ms();
 		if (deadline_ms != UINT64_MAX && now >= deadline_ms)
 			return false;
 		int tmo = deadline_ms == UINT64_MAX ? -1 : (int)(deadline_ms - now);
@@ -164,11 +157,11 @@ control_wait(struct control *c, int fd, short events, uint64_t deadline_ms)
 static long
 control_read(struct control *c, int fd, char *req, size_t cap)
 {
-	uint64_t deadline = mono_ms() + CTL_TIMEOUT_MS;
+	uint64_t deadline = loop_clock_ms() + CTL_TIMEOUT_MS;
 	size_t len = 0;
 	for (;;) {
 		if (!control_wait(c, fd, POLLIN, deadline))
-			return mono_ms() >= deadline ? -3 : -1;
+			return loop_clock_ms() >= deadline ? -3 : -1;
 		ssize_t n = recv(fd, req + len, cap - 1 - len, MSG_DONTWAIT);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			continue;
@@ -194,7 +187,7 @@ control_read(struct control *c, int fd, char *req, size_t cap)
 static void
 control_write(struct control *c, int fd, const char *p, size_t n)
 {
-	uint64_t deadline = mono_ms() + CTL_TIMEOUT_MS;
+	uint64_t deadline = loop_clock_ms() + CTL_TIMEOUT_MS;
 	while (n > 0) {
 		if (!control_wait(c, fd, POLLOUT, deadline))
 			return;
