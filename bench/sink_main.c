@@ -4,13 +4,17 @@
  *
  *   ringmx-sink --listen ADDR:PORT [--shards N] [--delay-ms D] [--tempfail-pct P]
  *               [--permfail-pct P] [--stats FILE] [--hostname NAME]
+ *               [--starttls --tls-cert FILE --tls-key FILE]
  *
  * It runs ringmx's own shard loop and SMTP session (PIPELINING, CHUNKING, 8BITMIME, SMTPUTF8)
  * in sink mode: every recipient is accepted, each message is answered 250 (or 451/554 at the
  * given rates, after an optional delay) and discarded. It counts connections, messages,
  * recipients and bytes; prints them on exit and on SIGUSR1, and writes them as JSON to --stats.
+ * With --starttls it offers STARTTLS with the given certificate (PEM), through the same TLS
+ * transport as ringmx (server/tls.c).
  */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -30,6 +34,8 @@ struct sink_opts {
 	const char *listen;
 	const char *hostname;
 	const char *stats_path;
+	const char *tls_cert, *tls_key;
+	bool starttls;
 	unsigned shards;
 	struct shard_sink mode;
 };
@@ -39,7 +45,7 @@ usage(FILE *f)
 {
 	fprintf(f, "usage: ringmx-sink --listen ADDR:PORT [--shards N] [--delay-ms D]\n"
 		   "                   [--tempfail-pct P] [--permfail-pct P] [--stats FILE]\n"
-		   "                   [--hostname NAME]\n");
+		   "                   [--hostname NAME] [--starttls --tls-cert FILE --tls-key FILE]\n");
 }
 
 static int
@@ -66,6 +72,10 @@ parse_args(int argc, char **argv, struct sink_opts *o)
 			usage(stdout);
 			exit(0);
 		}
+		if (strcmp(a, "--starttls") == 0) {
+			o->starttls = true;
+			continue;
+		}
 		if (!v) {
 			fprintf(stderr, "ringmx-sink: %s: missing value or unknown option\n", a);
 			return -1;
@@ -78,6 +88,10 @@ parse_args(int argc, char **argv, struct sink_opts *o)
 			o->hostname = v;
 		else if (strcmp(a, "--stats") == 0)
 			o->stats_path = v;
+		else if (strcmp(a, "--tls-cert") == 0)
+			o->tls_cert = v;
+		else if (strcmp(a, "--tls-key") == 0)
+			o->tls_key = v;
 		else if (strcmp(a, "--shards") == 0)
 			rc = parse_uint(a, v, SINK_SHARDS_MAX, &o->shards);
 		else if (strcmp(a, "--delay-ms") == 0)
@@ -95,6 +109,10 @@ parse_args(int argc, char **argv, struct sink_opts *o)
 	}
 	if (!o->listen) {
 		fprintf(stderr, "ringmx-sink: --listen is required\n");
+		return -1;
+	}
+	if (o->starttls != (o->tls_cert != NULL) || o->starttls != (o->tls_key != NULL)) {
+		fprintf(stderr, "ringmx-sink: --starttls, --tls-cert and --tls-key go together\n");
 		return -1;
 	}
 	if (o->mode.tempfail_pct + o->mode.permfail_pct > 100) {
@@ -156,14 +174,17 @@ sink_report(struct shard **shards, unsigned n, const char *stats_path, double el
 static struct config *
 sink_config(const struct sink_opts *o, unsigned nshards)
 {
-	char text[2048], err[1024];
-	snprintf(text, sizeof text,
-		 "[server]\nlisten = %s\nhostname = %s\nshards = %u\nmax_connections = 60000\n"
-		 "max_connections_per_ip = 0\nmax_message_size = 1g\nmax_recipients = 100000\n"
-		 "max_line_length = 65536\nmax_errors = 1000\ntimeout_session = 86400\n"
-		 "log_level = warn\nbare_newline = accept\n"
-		 "[spool]\ndir = /nonexistent-sink-stores-nothing\n",
-		 o->listen, o->hostname ? o->hostname : "sink.invalid", nshards);
+	char text[2048 + 2 * PATH_MAX], err[1024];
+	int n = snprintf(text, sizeof text,
+			 "[server]\nlisten = %s\nhostname = %s\nshards = %u\nmax_connections = 60000\n"
+			 "max_connections_per_ip = 0\nmax_message_size = 1g\nmax_recipients = 100000\n"
+			 "max_line_length = 65536\nmax_errors = 1000\ntimeout_session = 86400\n"
+			 "log_level = warn\nbare_newline = accept\n"
+			 "[spool]\ndir = /nonexistent-sink-stores-nothing\n",
+			 o->listen, o->hostname ? o->hostname : "sink.invalid", nshards);
+	if (o->starttls && n > 0 && (size_t)n < sizeof text)
+		snprintf(text + n, sizeof text - (size_t)n, "[tls]\ncert = %s\nkey = %s\n", o->tls_cert,
+			 o->tls_key);
 	struct config *cfg = config_load_string(text, "(ringmx-sink)", err, sizeof err);
 	if (!cfg)
 		fprintf(stderr, "ringmx-sink: %s\n", err);

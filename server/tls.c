@@ -1,10 +1,10 @@
 #include "server/tls.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,9 +21,9 @@
 
 struct tls_conn {
 	SSL *ssl;
-	BIO *rbio;	    /* ciphertext from the client; owned by ssl */
-	BIO *wbio;	    /* ciphertext for the client; owned by ssl */
-	char *wire;	    /* ciphertext taken out of wbio, sent from here until wire_sent */
+	BIO *rbio;  /* ciphertext from the client; owned by ssl */
+	BIO *wbio;  /* ciphertext for the client; owned by ssl */
+	char *wire; /* ciphertext taken out of wbio, sent from here until wire_sent */
 	uint32_t wire_len;
 	uint32_t clear_len; /* bytes at the head of c->out queued before TLS began: sent as is */
 	bool handshake_done;
@@ -116,7 +116,7 @@ tls_ctx_new(const struct tls_ctx_params *p, struct ssl_ctx_st **out, char *err, 
 		return ctx_fail(ctx, TLS_CTX_ERR_OTHER, err, len, "cannot set the minimum version");
 	/* No client-initiated renegotiation (a CPU sink); our cipher order, not the client's. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-					 SSL_OP_NO_COMPRESSION);
+				     SSL_OP_NO_COMPRESSION);
 	/* An idle TLS connection gives its record buffers back. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	/* Shards share the context: no session cache to lock (tickets still resume). */
@@ -339,12 +339,12 @@ tls_release(struct conn *c)
 }
 
 const struct transport_ops transport_tls = {
-	.name = "tls",
-	.on_recv = tls_on_recv,
-	.wire_out = tls_wire_out,
-	.wire_sent = tls_wire_sent,
-	.wire_pending = tls_wire_pending,
-	.release = tls_release,
+    .name = "tls",
+    .on_recv = tls_on_recv,
+    .wire_out = tls_wire_out,
+    .wire_sent = tls_wire_sent,
+    .wire_pending = tls_wire_pending,
+    .release = tls_release,
 };
 
 int

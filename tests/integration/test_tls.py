@@ -7,6 +7,7 @@ handshake.
 """
 import hashlib
 import os
+import signal
 import smtplib
 import socket
 import ssl
@@ -15,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import BIN, free_port
+from conftest import BIN, free_port, wait_port
 from smtpwire import Wire, assert_serves
 
 MSG = b"From: a@client.test\r\nTo: b@localhost\r\nSubject: tls\r\n\r\nover TLS\r\n"
@@ -380,3 +381,31 @@ def test_check_reports_a_missing_certificate_and_a_mismatched_key_with_file_and_
     assert rc == 1 and "c.conf:6: [tls] key: " in out and "not the private key" in out, out
     rc, out = check(tmp_path, head + "cert = %s\nkey = %s\n" % (cert, key))
     assert rc == 0, out
+
+
+# ---- ringmx-sink --starttls -------------------------------------------------------------------
+
+
+def test_ringmx_sink_offers_starttls_with_its_certificate(certs):
+    cert, key = certs
+    port = free_port()
+    sink = subprocess.Popen([os.path.join(BIN, "ringmx-sink"), "--listen", "127.0.0.1:%d" % port,
+                             "--shards", "1", "--starttls", "--tls-cert", cert, "--tls-key", key],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_port("127.0.0.1", port, proc=sink)
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as s:
+            s.ehlo()
+            assert s.has_extn("starttls")
+            s.starttls(context=client_ctx(cert))
+            s.ehlo()
+            assert not s.has_extn("starttls")
+            assert s.sendmail("a@client.test", ["b@sink.test"], MSG) == {}
+    finally:
+        sink.send_signal(signal.SIGTERM)
+        _, err = sink.communicate(timeout=20)
+    assert sink.returncode == 0, err
+    assert b" messages=1 " in err, err
+    bad = subprocess.run([os.path.join(BIN, "ringmx-sink"), "--listen", "127.0.0.1:1",
+                          "--starttls"], capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "go together" in bad.stderr

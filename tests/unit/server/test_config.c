@@ -2012,8 +2012,8 @@ Test(config, tls_keys_that_need_a_certificate_say_so)
 
 Test(config, listen_tls_may_not_repeat_a_listen_address)
 {
-	assert_error("[server]\nlisten = 127.0.0.1:25\nlisten_tls = 127.0.0.1:465 *:25\n",
-		     "test.conf:3: [server] listen_tls: \"*:25\" is also in listen "
+	assert_error("[server]\nlisten = 127.0.0.1:25\nlisten_tls = 127.0.0.1:465 127.0.0.1:25\n",
+		     "test.conf:3: [server] listen_tls: \"127.0.0.1:25\" is also in listen "
 		     "(\"127.0.0.1:25\")");
 	assert_error_has("[server]\nlisten = *:25\nlisten_tls = *:465 0.0.0.0:465\n",
 			 "test.conf:3: [server] listen_tls: \"0.0.0.0:465\" is the same address as "
