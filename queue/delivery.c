@@ -1225,7 +1225,7 @@ dlv_site_ok(struct dlv_site *s)
 }
 
 void
-dlv_site_failed(struct dlv_site *s, const char *reason)
+dlv_site_failed(struct dlv_site *s, const char *status, const char *reason)
 {
 	struct delivery *d = s->d;
 	uint64_t now = dlv_now(d);
@@ -1253,7 +1253,7 @@ dlv_site_failed(struct dlv_site *s, const char *reason)
 		struct dlv_job *j;
 		uint32_t n = dom->nready;
 		while (n-- > 0 && (j = dom_ready_pop(dom)))
-			job_fail_all(d, j, R_DEFERRED, "4.4.1", reason, "none");
+			job_fail_all(d, j, R_DEFERRED, status, reason, "none");
 		dom_timer_update(d, dom);
 	}
 }
@@ -1717,15 +1717,6 @@ domains_run(struct delivery *d)
 				dom_mark(d, dom); /* the rest next turn */
 			break;
 		case DR_SITE:
-			if (config_policy_find(d->cfg, dom->name)->tls == CONFIG_TLS_REQUIRED &&
-			    !dom->site->lmtp) {
-				/* no TLS in this build: never send such mail in the clear */
-				char diag[DLV_DIAG_MAX];
-				snprintf(diag, sizeof diag, "TLS is required for %s ([domain] tls = "
-					 "required) but this ringmx has no TLS support yet", dom->name);
-				dom_fail_ready(d, dom, false, "4.7.5", diag);
-				break;
-			}
 			if (dom->site->backoff_until_ms > now) {
 				/* the site is backed off: wait in the scheduled queue, where expiry
 				 * is watched, until the backoff ends */
@@ -1889,6 +1880,10 @@ delivery_new(const struct delivery_params *p, char *err, size_t err_len)
 	d->res = dns_resolver_new(&rp, &p->loop->ring, (uint64_t)p->op_dns << 56, err, err_len);
 	if (!d->res)
 		goto fail;
+	d->tls_ctx = tls_client_ctx_new();
+	if (!d->tls_ctx)
+		log_msg(LOG_WARN, "tls_client", "no TLS client context: outbound mail goes in the "
+			"clear, and to tls = required destinations not at all");
 	return d;
 fail:
 	delivery_free(d);
@@ -2020,6 +2015,7 @@ delivery_free(struct delivery *d)
 		qmsg_unref(m);
 	}
 	dns_resolver_free(d->res);
+	tls_client_ctx_free(d->tls_ctx);
 	journal_free(d->journal);
 	for (int i = 0; i < 2; i++)
 		if (d->dirfd[i] >= 0)

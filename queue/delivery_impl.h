@@ -15,6 +15,7 @@
 #include "queue/journal.h"
 #include "queue/qmsg.h"
 #include "queue/smtp_reply.h"
+#include "queue/tls_client.h"
 #include "server/config.h"
 #include "server/loop.h"
 #include "server/timer.h"
@@ -131,7 +132,8 @@ struct dlv_site {
 };
 
 enum conn_state {
-	OC_CONNECT = 1, OC_BANNER, OC_EHLO, OC_HELO, OC_READY, OC_IDLE, OC_TXN, OC_BODY,
+	OC_CONNECT = 1, OC_BANNER, OC_EHLO, OC_HELO, OC_STARTTLS, OC_TLSHAKE, /* before a transaction */
+	OC_READY, OC_IDLE, OC_TXN, OC_BODY,
 	OC_QUIT, OC_CLOSING,
 };
 
@@ -176,6 +178,13 @@ struct dlv_conn {
 	uint32_t unsent_from;       /* non-pipelined: commands built but not sent (index in exp) */
 	char diag[DLV_DIAG_MAX];
 	char status[12];
+	/* TLS (after STARTTLS): plaintext goes through tls, ciphertext leaves from cout */
+	struct tls_client *tls;
+	bool tls_done;              /* the handshake is complete */
+	bool send_tls;              /* the send in flight is from cout */
+	bool drop_input;            /* discard the rest of this read (after the 220 to STARTTLS) */
+	char *cout;
+	size_t cout_len, cout_sent, cout_cap;
 };
 
 /* ---- the delivery ---- */
@@ -226,6 +235,7 @@ struct delivery {
 	const char *(*date)(void *arg);
 	void *arg;
 	struct dns_resolver *res;
+	struct ssl_ctx_st *tls_ctx; /* outbound STARTTLS; NULL: none (logged at start) */
 	struct journal *journal;
 	int dirfd[2];
 
@@ -270,7 +280,9 @@ void dlv_job_done(struct delivery *d, struct dlv_job *j, uint32_t ntx, const cha
 /* Recipient i of the job's transaction got its outcome for this attempt (logged here). */
 void dlv_rcpt_result(struct delivery *d, struct dlv_job *j, uint32_t i, enum rcpt_state st,
 		     const char *status, const char *diag, const char *relay, const char *remote);
-void dlv_site_failed(struct dlv_site *s, const char *reason);
+/* The site failed before a transaction: back it off; what waits for it is deferred with
+ * status and reason. */
+void dlv_site_failed(struct dlv_site *s, const char *status, const char *reason);
 void dlv_site_ok(struct dlv_site *s);
 void dlv_site_mark(struct dlv_site *s);
 uint64_t dlv_now(const struct delivery *d);

@@ -81,8 +81,6 @@ conn_timer_set(struct dlv_conn *c, uint64_t ms)
 }
 
 static void conn_close(struct dlv_conn *c);
-static void conn_fail(struct dlv_conn *c, const char *status, bool site_trouble,
-		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void conn_next_txn(struct dlv_conn *c);
 static void conn_quit(struct dlv_conn *c);
 
@@ -136,15 +134,64 @@ out_printf(struct dlv_conn *c, const char *fmt, ...)
 	c->out_len += (size_t)n;
 }
 
+static void conn_fail(struct dlv_conn *c, const char *status, bool site_trouble,
+		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* TLS: moves the ciphertext OpenSSL made into cout (only while no send reads cout). */
+static bool
+tls_pull(struct dlv_conn *c)
+{
+	size_t want = tls_client_pending(c->tls);
+	if (want == 0)
+		return true;
+	if (c->cout_len + want > c->cout_cap) {
+		size_t cap = c->cout_cap ? c->cout_cap : 4096;
+		while (cap < c->cout_len + want)
+			cap *= 2;
+		char *p = realloc(c->cout, cap);
+		if (!p)
+			return false;
+		c->cout = p;
+		c->cout_cap = cap;
+	}
+	c->cout_len += tls_client_take(c->tls, c->cout + c->cout_len, c->cout_cap - c->cout_len);
+	return true;
+}
+
 static void
 out_flush(struct dlv_conn *c)
 {
-	if (c->send_armed || c->out_sent == c->out_len || c->st == OC_CLOSING)
+	if (c->send_armed || c->st == OC_CLOSING)
+		return;
+	if (c->tls) {
+		/* the plaintext queued goes into TLS at once; its ciphertext leaves from cout */
+		if (c->tls_done && c->out_len > c->out_sent) {
+			if (tls_client_write(c->tls, c->out + c->out_sent, c->out_len - c->out_sent) < 0) {
+				conn_fail(c, "4.7.0", false, "TLS: %s", tls_client_error(c->tls));
+				return;
+			}
+			c->out_sent = c->out_len = 0;
+		}
+		if (!tls_pull(c)) {
+			conn_fail(c, "4.3.0", false, "out of memory");
+			return;
+		}
+		if (c->cout_sent == c->cout_len)
+			return;
+		struct io_uring_sqe *sqe = out_sqe(c, K_SEND);
+		io_uring_prep_send(sqe, c->fd, c->cout + c->cout_sent, c->cout_len - c->cout_sent,
+				   MSG_NOSIGNAL);
+		c->send_armed = true;
+		c->send_tls = true;
+		return;
+	}
+	if (c->out_sent == c->out_len)
 		return;
 	struct io_uring_sqe *sqe = out_sqe(c, K_SEND);
 	io_uring_prep_send(sqe, c->fd, c->out + c->out_sent, c->out_len - c->out_sent,
 			   MSG_NOSIGNAL);
 	c->send_armed = true;
+	c->send_tls = false;
 }
 
 static void
@@ -192,6 +239,7 @@ conn_timer_fire(struct timer *t)
 	static const char *const what[] = {
 	    [OC_CONNECT] = "connecting", [OC_BANNER] = "waiting for the banner",
 	    [OC_EHLO] = "waiting for the EHLO reply", [OC_HELO] = "waiting for the HELO reply",
+	    [OC_STARTTLS] = "waiting for the STARTTLS reply", [OC_TLSHAKE] = "in the TLS handshake",
 	    [OC_TXN] = "waiting for a reply", [OC_BODY] = "waiting for the end-of-data reply",
 	};
 	conn_fail(c, "4.4.2", true, "timeout while %s",
@@ -259,6 +307,8 @@ conn_release(struct dlv_conn *c)
 	free(c->out);
 	free(c->out_retired);
 	free(c->exp);
+	free(c->cout);
+	tls_client_free(c->tls);
 	free(c);
 	dlv_site_mark(s);
 }
@@ -308,7 +358,7 @@ conn_fail(struct dlv_conn *c, const char *status, bool site_trouble, const char 
 	conn_relay(c, relay, sizeof relay);
 	char full[DLV_DIAG_MAX];
 	snprintf(full, sizeof full, "%s (%s)", reason, relay);
-	bool before_txn = c->st <= OC_HELO;
+	bool before_txn = c->st < OC_READY;
 	if (c->job) {
 		struct dlv_job *j = c->job;
 		for (uint32_t i = 0; i < c->ntx; i++)
@@ -320,7 +370,7 @@ conn_fail(struct dlv_conn *c, const char *status, bool site_trouble, const char 
 		dlv_job_done(c->d, j, c->ntx, relay, site_trouble);
 	}
 	if (site_trouble && (before_txn || c->transactions == 0))
-		dlv_site_failed(c->site, full);
+		dlv_site_failed(c->site, status, full);
 	if (log_start(LOG_INFO, "smtp_out_fail")) {
 		log_str("site", c->site->key);
 		log_str("relay", relay);
@@ -706,6 +756,18 @@ on_reply(struct dlv_conn *c, const struct smtp_reply *r)
 		if (r->code == 250) {
 			c->caps = r->caps;
 			c->esmtp = true;
+			if (!c->tls && c->caps.starttls && d->tls_ctx) {
+				out_printf(c, "STARTTLS\r\n");
+				c->st = OC_STARTTLS;
+				out_flush(c);
+				conn_timer_set(c, (uint64_t)d->cfg->smtp_timeout * 1000);
+				return;
+			}
+			if (!c->tls && c->site->pol->tls == CONFIG_TLS_REQUIRED) {
+				conn_fail(c, "4.7.5", true, "TLS is required ([domain] tls = required) "
+					  "but the server does not offer STARTTLS");
+				return;
+			}
 			c->st = OC_READY;
 			conn_next_txn(c);
 			return;
@@ -721,12 +783,42 @@ on_reply(struct dlv_conn *c, const struct smtp_reply *r)
 		return;
 	case OC_HELO:
 		if (r->code == 250) {
+			if (c->site->pol->tls == CONFIG_TLS_REQUIRED) {
+				conn_fail(c, "4.7.5", true, "TLS is required ([domain] tls = required) "
+					  "but the server does not speak ESMTP");
+				return;
+			}
 			c->st = OC_READY;
 			conn_next_txn(c);
 			return;
 		}
 		reply_diag(r, diag, sizeof diag);
 		conn_fail(c, "4.4.2", true, "HELO: %s", diag);
+		return;
+	case OC_STARTTLS:
+		if (r->code != 220) {
+			if (c->site->pol->tls == CONFIG_TLS_REQUIRED) {
+				reply_diag(r, diag, sizeof diag);
+				conn_fail(c, "4.7.5", true, "STARTTLS refused: %s", diag);
+				return;
+			}
+			/* opportunistic: on in the clear */
+			c->st = OC_READY;
+			conn_next_txn(c);
+			return;
+		}
+		c->tls = tls_client_new(d->tls_ctx, c->addr->host);
+		if (!c->tls) {
+			conn_fail(c, "4.3.0", false, "out of memory for TLS");
+			return;
+		}
+		c->drop_input = true;
+		c->st = OC_TLSHAKE;
+		if (tls_client_handshake(c->tls) < 0) {
+			conn_fail(c, "4.7.5", true, "TLS handshake: %s", tls_client_error(c->tls));
+			return;
+		}
+		out_flush(c); /* the ClientHello */
 		return;
 	case OC_TXN:
 	case OC_BODY:
@@ -742,6 +834,97 @@ on_reply(struct dlv_conn *c, const struct smtp_reply *r)
 	}
 }
 
+/* Plaintext from the server: every complete reply in it, in order. */
+static void
+replies_feed(struct dlv_conn *c, const char *p, size_t n)
+{
+	size_t off = 0;
+	c->drop_input = false;
+	while (off < n && c->st != OC_CLOSING) {
+		size_t used = 0;
+		struct smtp_reply r;
+		enum smtp_reply_result rr = smtp_reply_feed(&c->rr, p + off, n - off, &used, &r);
+		off += used;
+		if (rr == SMTP_REPLY_MORE)
+			break;
+		if (rr == SMTP_REPLY_BAD) {
+			conn_fail(c, "4.5.0", true, "bad reply: %s", r.text);
+			return;
+		}
+		on_reply(c, &r);
+		if (c->drop_input) {
+			/* the 220 to STARTTLS: whatever came with it is not part of the TLS
+			 * session and is never read as a reply (client-side STARTTLS injection) */
+			if (off < n && log_start(LOG_WARN, "smtp_out_tls_injection")) {
+				log_str("site", c->site->key);
+				log_u64("discarded", n - off);
+				log_finish();
+			}
+			c->drop_input = false;
+			return;
+		}
+	}
+}
+
+/* Ciphertext from the server: the handshake, then plaintext replies. Returns -1 when the
+ * connection failed. */
+static int
+tls_input(struct dlv_conn *c, size_t n)
+{
+	if (tls_client_feed(c->tls, c->in, n) < 0) {
+		conn_fail(c, "4.7.0", true, "TLS: %s", tls_client_error(c->tls));
+		return -1;
+	}
+	if (!c->tls_done) {
+		int r = tls_client_handshake(c->tls);
+		if (r < 0) {
+			conn_fail(c, "4.7.5", true, "TLS handshake: %s", tls_client_error(c->tls));
+			return -1;
+		}
+		out_flush(c);
+		if (r == 0)
+			return 0;
+		c->tls_done = true;
+		char what[96], relay[DLV_RELAY_MAX];
+		tls_client_describe(c->tls, what, sizeof what);
+		conn_relay(c, relay, sizeof relay);
+		if (log_start(LOG_INFO, "smtp_out_tls")) {
+			log_str("site", c->site->key);
+			log_str("relay", relay);
+			log_str("tls", what);
+			log_str("verified", tls_client_verified(c->tls) ? "yes" : "no");
+			log_finish();
+		}
+		/* RFC 3207 4.2: forget what the server said before; EHLO again */
+		smtp_reply_reader_init(&c->rr);
+		memset(&c->caps, 0, sizeof c->caps);
+		out_printf(c, "EHLO %s\r\n", c->d->cfg->helo_name);
+		smtp_reply_reader_expect_ehlo(&c->rr);
+		c->st = OC_EHLO;
+		conn_timer_set(c, (uint64_t)c->d->cfg->smtp_timeout * 1000);
+		out_flush(c);
+	}
+	char plain[4096];
+	for (;;) {
+		ssize_t got = tls_client_read(c->tls, plain, sizeof plain);
+		if (got < 0) {
+			if (c->st == OC_QUIT || c->st == OC_IDLE) {
+				conn_close(c);
+				return -1;
+			}
+			conn_fail(c, "4.4.2", false, "TLS: %s", tls_client_error(c->tls));
+			return -1;
+		}
+		if (got == 0)
+			break;
+		replies_feed(c, plain, (size_t)got);
+		if (c->st == OC_CLOSING)
+			return -1;
+	}
+	out_flush(c);
+	return 0;
+}
+
 static void
 on_recv(struct dlv_conn *c, int res)
 {
@@ -753,23 +936,14 @@ on_recv(struct dlv_conn *c, int res)
 			conn_close(c);
 			return;
 		}
-		conn_fail(c, "4.4.2", c->st <= OC_HELO, "lost connection: %s",
+		conn_fail(c, "4.4.2", c->st < OC_READY, "lost connection: %s",
 			  res == 0 ? "closed by the remote" : strerror(-res));
 		return;
 	}
-	size_t off = 0, n = (size_t)res;
-	while (off < n && c->st != OC_CLOSING) {
-		size_t used = 0;
-		struct smtp_reply r;
-		enum smtp_reply_result rr = smtp_reply_feed(&c->rr, c->in + off, n - off, &used, &r);
-		off += used;
-		if (rr == SMTP_REPLY_MORE)
-			break;
-		if (rr == SMTP_REPLY_BAD) {
-			conn_fail(c, "4.5.0", true, "bad reply: %s", r.text);
-			return;
-		}
-		on_reply(c, &r);
+	if (!c->tls) {
+		replies_feed(c, c->in, (size_t)res);
+	} else if (tls_input(c, (size_t)res) < 0) {
+		return;
 	}
 	if (c->st != OC_CLOSING)
 		recv_arm(c);
@@ -791,6 +965,13 @@ on_send(struct dlv_conn *c, int res)
 		conn_fail(c, "4.4.2", false, "send: %s", strerror(-res));
 		return;
 	}
+	if (c->send_tls) {
+		c->cout_sent += (size_t)res;
+		if (c->cout_sent == c->cout_len)
+			c->cout_sent = c->cout_len = 0;
+		out_flush(c); /* the rest, or what TLS made meanwhile */
+		return;
+	}
 	c->out_sent += (size_t)res;
 	if (c->out_sent == c->out_len) {
 		c->out_sent = c->out_len = 0;
@@ -799,6 +980,8 @@ on_send(struct dlv_conn *c, int res)
 			c->out = NULL;
 			c->out_cap = 0;
 		}
+		if (c->tls)
+			out_flush(c); /* the switch to TLS happened while this went out */
 		return;
 	}
 	out_flush(c);
