@@ -5,7 +5,7 @@ CFLAGS  ?= -O2 -g
 BASE_CFLAGS := -std=c11 -Wall -Wextra -Werror -Wshadow -D_GNU_SOURCE -pthread -I.
 ALL_CFLAGS = $(CFLAGS) $(BASE_CFLAGS)
 JEMALLOC ?= -ljemalloc
-LDLIBS  += -luring -linih -lldns $(JEMALLOC) -lssl -lcrypto -lm -pthread
+LDLIBS  += -luring -linih -lldns $(JEMALLOC) -lssl -lcrypto -lcrypt -lm -pthread
 BUILD   ?= build
 BIN     ?= bin
 
@@ -90,10 +90,60 @@ check-asan: test-deps
 	        echo "check-asan: sanitizer reports in the unit tests (above)"; exit 1; fi; exit $$rc
 	RINGMX_BIN=build-asan/bin ASAN_OPTIONS=detect_leaks=1 /usr/bin/python3 -m pytest -q tests/integration
 
+# libFuzzer harnesses for the pure parsers (tests/fuzz/README.md), built with clang apart from
+# the gcc tree: each harness is compiled with only the sources it tests. `make fuzz` runs each
+# for FUZZ_SECONDS on its seeds; what it finds goes to build-fuzz/corpus-NAME (the committed
+# seeds stay as they are), and a crash fails the target and is left as build-fuzz/crash-NAME-*.
+FUZZ_CC      ?= clang
+FUZZ_DIR     ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=all \
+		-std=c11 -Wall -Wextra -Werror -Wshadow -D_GNU_SOURCE -I.
+FUZZ_NAMES   := smtp_parse smtp_data spool_record smtp_reply dns_answer body_encode
+fuzz_smtp_parse_SRC   := server/smtp_parse.c
+fuzz_smtp_data_SRC    := server/smtp_data.c
+fuzz_spool_record_SRC := queue/spool_record.c queue/crc32c.c
+fuzz_smtp_reply_SRC   := queue/smtp_reply.c
+fuzz_dns_answer_SRC   := dns/dns_packet.c
+fuzz_dns_answer_LIBS  := -lldns
+fuzz_body_encode_SRC  := queue/body_encode.c
+FUZZ_BINS := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_NAMES))
+fuzz_objs = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(fuzz_$(1)_SRC))
+.SECONDARY: $(foreach n,$(FUZZ_NAMES),$(call fuzz_objs,$(n)))
+
+.PHONY: fuzz fuzz-build fuzz-deps
+fuzz-deps:
+	@scripts/install-deps.sh --fuzz
+
+# The code under test is instrumented for coverage (fuzzer-no-link); the harness brings main.
+$(FUZZ_DIR)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -MMD -MP -c $< -o $@
+
+.SECONDEXPANSION:
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $$(call fuzz_objs,$$*)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< \
+	    $(call fuzz_objs,$*) $(fuzz_$*_LIBS)
+
+fuzz-build: fuzz-deps
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@for n in $(FUZZ_NAMES); do \
+	    mkdir -p $(FUZZ_DIR)/corpus-$$n; \
+	    echo "fuzz: fuzz_$$n for $(FUZZ_SECONDS) s"; \
+	    $(FUZZ_DIR)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -dict=tests/fuzz/smtp.dict \
+	        -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crash-$$n- \
+	        $(FUZZ_DIR)/corpus-$$n tests/fuzz/corpus/$$n 2> $(FUZZ_DIR)/fuzz_$$n.log; \
+	    rc=$$?; grep -E '^(#[0-9]+[[:space:]]+DONE|Done [0-9]+ runs|stat::(number_of_executed_units|new_units_added|peak_rss_mb))' $(FUZZ_DIR)/fuzz_$$n.log; \
+	    if [ $$rc -ne 0 ]; then tail -n 60 $(FUZZ_DIR)/fuzz_$$n.log; \
+	        echo "fuzz: fuzz_$$n failed (rc $$rc); log $(FUZZ_DIR)/fuzz_$$n.log"; exit 1; fi; \
+	done; echo "fuzz: no crash in $(words $(FUZZ_NAMES)) harnesses"
+
 clean:
-	rm -rf $(BUILD) build-asan $(BIN)
+	rm -rf $(BUILD) build-asan $(BIN) $(FUZZ_DIR)
 
 fmt:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) $(FUZZ_DIR)/obj -name '*.d' 2>/dev/null)

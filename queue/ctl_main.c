@@ -7,7 +7,14 @@
  * The request is checked here first (queue/ctl.h), so a mistyped command never reaches the
  * daemon. The answer goes to stdout as the daemon wrote it; a text error answer goes to stderr.
  * Exit status: 0 done, 1 the daemon answered an error or could not be reached, 2 usage.
+ *
+ *   ringmxctl passwd [USER]
+ *
+ * makes a line for the [auth] users file, with no daemon involved: it reads a password (twice,
+ * without echo, from the terminal; one line from stdin when that is not a terminal) and prints
+ * "USER:HASH" (yescrypt "$y$", or SHA-512 "$6$" where libcrypt has no yescrypt).
  */
+#include <crypt.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,10 +23,12 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "queue/ctl.h"
 #include "server/config.h"
+#include "server/sasl.h"
 
 #define CTL_MAIN_ANSWER_TIMEOUT_S 30 /* the daemon gives each shard 5 s: this is plenty */
 
@@ -36,6 +45,8 @@ usage(FILE *f)
 		"  --json     answer in JSON (one object)\n"
 		"  -h, --help print this help\n"
 		"%s"
+		"  passwd [USER]                  print USER:HASH for the [auth] users file\n"
+		"                                 (reads the password; no daemon needed)\n"
 		"Exit status: 0 done, 1 the daemon answered an error or is not running, 2 usage.\n",
 		ctl_usage);
 }
@@ -165,9 +176,132 @@ build_request(char **words, int n, bool json, char *req, size_t cap)
 	return true;
 }
 
+/* ---- passwd --------------------------------------------------------------------------- */
+
+/* Reads one line into buf (cap bytes) without its line end; false at EOF, on an error, or for a
+ * line too long (then with a message). */
+static bool
+passwd_read_line(FILE *in, char *buf, size_t cap)
+{
+	if (!fgets(buf, (int)cap, in))
+		return false;
+	size_t n = strlen(buf);
+	if (n > 0 && buf[n - 1] == '\n')
+		buf[--n] = '\0';
+	else if (!feof(in)) {
+		fprintf(stderr, "ringmxctl: the password is longer than %d bytes\n",
+			SASL_PASSWORD_MAX);
+		return false;
+	}
+	if (n > 0 && buf[n - 1] == '\r')
+		buf[--n] = '\0';
+	return true;
+}
+
+/* Asks on the terminal with echo off; stdin is the terminal. */
+static bool
+passwd_prompt(const char *prompt, char *buf, size_t cap)
+{
+	struct termios old, quiet;
+	fputs(prompt, stderr);
+	fflush(stderr);
+	if (tcgetattr(STDIN_FILENO, &old) < 0)
+		return false;
+	quiet = old;
+	quiet.c_lflag &= ~(tcflag_t)ECHO;
+	quiet.c_lflag |= ECHONL;
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	bool ok = passwd_read_line(stdin, buf, cap);
+	tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+	return ok;
+}
+
+/* The password: twice from a terminal (they must match), once from a pipe. */
+static bool
+passwd_get(char *pw, size_t cap)
+{
+	if (!isatty(STDIN_FILENO)) {
+		if (!passwd_read_line(stdin, pw, cap)) {
+			fprintf(stderr, "ringmxctl: no password on stdin\n");
+			return false;
+		}
+		return true;
+	}
+	char again[SASL_PASSWORD_MAX + 2];
+	bool ok = passwd_prompt("Password: ", pw, cap) &&
+		  passwd_prompt("Password again: ", again, sizeof again);
+	if (ok && strcmp(pw, again) != 0) {
+		fprintf(stderr, "ringmxctl: the two passwords differ\n");
+		ok = false;
+	}
+	explicit_bzero(again, sizeof again);
+	return ok;
+}
+
+/* The name must be usable in the users file: no ':' (the separator), no blank or control. */
+static bool
+passwd_user_ok(const char *user)
+{
+	if (!sasl_name_ok(user, strlen(user)))
+		return false;
+	for (const char *p = user; *p; p++) {
+		if (*p == ':' || *p == ' ' || *p == '\t')
+			return false;
+	}
+	return true;
+}
+
+static int
+passwd_main(int argc, char **argv)
+{
+	const char *user = argc > 0 ? argv[0] : NULL;
+	char pw[SASL_PASSWORD_MAX + 2], salt[CRYPT_GENSALT_OUTPUT_SIZE];
+	struct crypt_data *cd;
+	if (argc > 1) {
+		usage(stderr);
+		return 2;
+	}
+	if (user && !passwd_user_ok(user)) {
+		fprintf(stderr,
+			"ringmxctl: a user name is 1 to %d bytes, with no ':', blank or control "
+			"byte\n",
+			SASL_NAME_MAX);
+		return 2;
+	}
+	/* yescrypt where libcrypt has it (Debian's does), else SHA-512 */
+	if (!crypt_gensalt_rn("$y$", 0, NULL, 0, salt, sizeof salt) &&
+	    !crypt_gensalt_rn("$6$", 0, NULL, 0, salt, sizeof salt)) {
+		fprintf(stderr, "ringmxctl: libcrypt makes no salt: %s\n", strerror(errno));
+		return 1;
+	}
+	if (!passwd_get(pw, sizeof pw))
+		return 1;
+	int rc = 1;
+	cd = calloc(1, sizeof *cd);
+	if (pw[0] == '\0') {
+		fprintf(stderr, "ringmxctl: the password is empty\n");
+	} else if (cd) {
+		const char *hash = crypt_r(pw, salt, cd);
+		if (!hash || hash[0] == '*') {
+			fprintf(stderr, "ringmxctl: crypt failed: %s\n", strerror(errno));
+		} else {
+			printf("%s%s%s\n", user ? user : "", user ? ":" : "", hash);
+			rc = fflush(stdout) == 0 ? 0 : 1;
+		}
+	}
+	explicit_bzero(pw, sizeof pw);
+	if (cd) {
+		explicit_bzero(cd, sizeof *cd);
+		free(cd);
+	}
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
+	if (argc >= 2 && strcmp(argv[1], "passwd") == 0)
+		return passwd_main(argc - 2, argv + 2);
 	const char *sock = NULL, *conf = NULL;
 	bool json = false;
 	int i = 1;

@@ -1545,7 +1545,9 @@ dom_route(struct delivery *d, struct dlv_domain *dom)
 	const struct config_transport *t = config_transport_find(cfg, dom->name);
 	if (t) {
 		hop = t->hop;
-	} else if (config_domain_is_local(cfg, dom->name, strlen(dom->name))) {
+	} else if (dom->name[0] == '\0' ||
+		   config_domain_is_local(cfg, dom->name, strlen(dom->name))) {
+		/* no domain at all is "postmaster" (RFC 5321 4.5.1), accepted only as local */
 		if (cfg->local_kind == CONFIG_LOCAL_MAILDIR)
 			hop.kind = CONFIG_HOP_MAILDIR;
 		else if (cfg->local_kind == CONFIG_LOCAL_DISCARD)

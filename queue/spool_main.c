@@ -30,6 +30,7 @@ static const struct {
     {SPOOL_F_8BITMIME, "8bitmime"},
     {SPOOL_F_SMTPUTF8, "smtputf8"},
     {SPOOL_F_BINARY, "binary"},
+    {SPOOL_F_AUTH, "auth"},
 };
 
 static void

@@ -29,7 +29,7 @@ enum {
 	OFF_NRCPT = 44,
 };
 
-#define SPOOL_F_KNOWN (SPOOL_F_8BITMIME | SPOOL_F_SMTPUTF8 | SPOOL_F_BINARY)
+#define SPOOL_F_KNOWN (SPOOL_F_8BITMIME | SPOOL_F_SMTPUTF8 | SPOOL_F_BINARY | SPOOL_F_AUTH)
 /* The envelope holds at least the three u16 lengths of helo, client and from. */
 #define SPOOL_ENVELOPE_MIN 6u
 

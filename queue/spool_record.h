@@ -47,6 +47,7 @@ enum spool_flag {
 	SPOOL_F_8BITMIME = 1u << 0,
 	SPOOL_F_SMTPUTF8 = 1u << 1,
 	SPOOL_F_BINARY = 1u << 2, /* came by BDAT: bytes are as sent, may hold bare CR/LF */
+	SPOOL_F_AUTH = 1u << 3,	  /* the client had authenticated (SMTP AUTH, RFC 4954) */
 };
 
 struct spool_str {

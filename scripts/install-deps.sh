@@ -3,19 +3,24 @@
 #   scripts/install-deps.sh          build + run dependencies
 #   scripts/install-deps.sh --test   also the test dependencies (real peers for integration tests)
 #   scripts/install-deps.sh --bench  also the peers for scripts/bench-compare.sh
+#   scripts/install-deps.sh --fuzz   also clang and its libFuzzer/sanitizer runtimes (make fuzz)
 set -euo pipefail
 
-build_pkgs=(gcc make pkg-config liburing-dev libjemalloc-dev libinih-dev libssl-dev libldns-dev)
+build_pkgs=(gcc make pkg-config liburing-dev libjemalloc-dev libinih-dev libssl-dev libldns-dev
+            libcrypt-dev)
 test_pkgs=(libcriterion-dev swaks libnet-ssleay-perl libio-socket-ssl-perl openssl python3
-           python3-pytest python3-aiosmtpd nsd ldnsutils clang
-           libclang-rt-14-dev postfix)
+           python3-pytest python3-aiosmtpd nsd ldnsutils postfix
+           testssl.sh nmap)  # scripts/tls-audit.sh (tests/integration/test_audit.py)
 bench_pkgs=(postfix gnuplot-nox procps bc)
+# Debian 12's clang is clang 14; libFuzzer and the sanitizer runtimes are in compiler-rt.
+fuzz_pkgs=(clang libclang-rt-14-dev)
 
 want=("${build_pkgs[@]}")
 for arg in "$@"; do
   case "$arg" in
     --test) want+=("${test_pkgs[@]}") ;;
     --bench) want+=("${bench_pkgs[@]}") ;;
+    --fuzz) want+=("${fuzz_pkgs[@]}") ;;
     *) echo "install-deps.sh: unknown option: $arg" >&2; exit 2 ;;
   esac
 done

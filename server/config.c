@@ -29,6 +29,7 @@
 #include "dns/dns_resolver.h"
 #include "queue/assert.h"
 #include "queue/spool_record.h"
+#include "server/auth.h"
 #include "server/tls.h"
 
 /* Limits of the file itself. A line is bounded so that inih reads it whole, in one buffer. */
@@ -45,6 +46,7 @@
 #define CONFIG_LINE_LENGTH_MAX 65536
 #define CONFIG_ERRORS_MAX 1000
 #define CONFIG_TIMEOUT_MAX 86400 /* s: one day */
+#define CONFIG_AUTH_FAILURES_MAX 10000
 #define CONFIG_GREETING_DELAY_MAX_MS 60000
 #define CONFIG_SEGMENT_SIZE_MIN ((uint64_t)1 << 20)
 #define CONFIG_SEGMENT_SIZE_MAX ((uint64_t)1 << 30)
@@ -85,6 +87,7 @@ _Static_assert(CONFIG_UNIX_PATH_MAX < sizeof(((struct config *)0)->control_socke
 
 #define DEFAULT_LISTEN "127.0.0.1:2525"
 #define DEFAULT_RELAY_NETWORKS "127.0.0.0/8 ::1/128"
+#define DEFAULT_PROXY_NETWORKS "127.0.0.0/8 ::1/128"
 #define DEFAULT_SPOOL_DIR "/var/spool/ringmx"
 #define DEFAULT_MAILDIR_ROOT "./var/mail"
 #define CONTROL_SOCKET_NAME "ringmx.ctl"
@@ -348,6 +351,14 @@ enum key_id {
 	K_TLS_KEY,
 	K_TLS_CIPHERS,
 	K_TLS_MIN_VERSION,
+	K_PROXY_PROTOCOL,
+	K_PROXY_NETWORKS,
+	K_SUBMISSION_LISTEN,
+	K_SUBMISSION_LISTEN_TLS,
+	K_AUTH_USERS,
+	K_AUTH_SENDER_POLICY,
+	K_AUTH_MAX_FAILURES,
+	K_AUTH_FAILURE_WINDOW,
 	K_COUNT
 };
 
@@ -839,19 +850,58 @@ listen_same(const struct config_listen *a, const struct config_listen *b)
 	return a->addr_len == b->addr_len && memcmp(&a->addr, &b->addr, a->addr_len) == 0;
 }
 
-/* [server] listen and listen_tls (which may be empty: no implicit TLS). Addresses shared by
- * the two lists are caught by config_check. */
+/* How many addresses of a list are submission listeners. */
+static unsigned
+listen_count_submission(const struct config_listen *list, unsigned n)
+{
+	unsigned k = 0;
+	for (unsigned i = 0; i < n; i++)
+		k += list[i].submission;
+	return k;
+}
+
+/* Appends l to a listen list (shared by a plain key and its submission_ key), which must not
+ * hold its address already. Returns 0 or -1 with the error recorded. */
+static int
+listen_add(struct load *ld, const struct key *k, struct config_listen *list, unsigned *count,
+	   const struct config_listen *l)
+{
+	for (unsigned i = 0; i < *count; i++) {
+		if (listen_same(&list[i], l))
+			return key_fail(ld, k, "%s is the same address as %s%s", Q(l->text),
+					Q(list[i].text),
+					list[i].submission != l->submission
+					    ? " (a listener is submission or not, not both)"
+					    : "");
+	}
+	if (*count == CONFIG_LISTEN_MAX) {
+		bool shared = listen_count_submission(list, *count) != (l->submission ? *count : 0);
+
+		return key_fail(ld, k, "more than %d addresses%s", CONFIG_LISTEN_MAX,
+				shared ? " (with the submission_ key of the same kind, which "
+					 "shares the limit)"
+				       : "");
+	}
+	list[(*count)++] = *l;
+	return 0;
+}
+
+/* [server] listen, listen_tls (may be empty: no implicit TLS), submission_listen and
+ * submission_listen_tls (may be empty). The submission keys add flagged entries to the lists
+ * of listen and listen_tls; each key is read once (a duplicate key is an error), so nothing is
+ * reset here. Addresses shared by the two lists are caught by config_check. */
 static int
 key_listen(struct load *ld, const struct key *k, const char *value)
 {
 	struct config *cfg = ld->cfg;
-	bool tls = k == &keys[K_LISTEN_TLS];
+	bool tls = k == &keys[K_LISTEN_TLS] || k == &keys[K_SUBMISSION_LISTEN_TLS];
+	bool submission = k == &keys[K_SUBMISSION_LISTEN] || k == &keys[K_SUBMISSION_LISTEN_TLS];
 	struct config_listen *list = tls ? cfg->listen_tls : cfg->listen;
 	unsigned *count = tls ? &cfg->nlisten_tls : &cfg->nlisten;
 	const char *p = value, *item;
 	size_t len;
+	unsigned added = 0;
 
-	*count = 0;
 	while (list_next(&p, &item, &len)) {
 		struct config_listen l;
 		char text[sizeof l.text];
@@ -861,16 +911,12 @@ key_listen(struct load *ld, const struct key *k, const char *value)
 					"%s is not addr:port (like 127.0.0.1:25, [::1]:25 or "
 					"*:25)",
 					QN(item, len));
-		for (unsigned i = 0; i < *count; i++) {
-			if (listen_same(&list[i], &l))
-				return key_fail(ld, k, "%s is the same address as %s", Q(l.text),
-						Q(list[i].text));
-		}
-		if (*count == CONFIG_LISTEN_MAX)
-			return key_fail(ld, k, "more than %d addresses", CONFIG_LISTEN_MAX);
-		list[(*count)++] = l;
+		l.submission = submission;
+		if (listen_add(ld, k, list, count, &l) < 0)
+			return -1;
+		added++;
 	}
-	if (*count == 0 && !tls)
+	if (added == 0 && k == &keys[K_LISTEN])
 		return key_fail(ld, k, "expected at least one addr:port");
 	return 0;
 }
@@ -972,32 +1018,45 @@ config_cidr_match(const struct config_cidr *c, const struct sockaddr *sa)
 	return client_addr(sa, addr) == c->family && cidr_match_bytes(c, addr);
 }
 
+/* A list of networks (relay_networks, proxy_networks) into *list, *count of them. */
 static int
-relay_networks_set(struct load *ld, const struct key *k, const char *value)
+cidr_list_set(struct load *ld, const struct key *k, const char *value, struct config_cidr **list,
+	      unsigned *count)
 {
-	struct config *cfg = ld->cfg;
 	const char *p = value, *item;
 	size_t len, n = 0;
 
 	while (list_next(&p, &item, &len))
 		n++;
-	free(cfg->relay_networks);
-	cfg->nrelay_networks = 0;
-	cfg->relay_networks = n ? calloc(n, sizeof *cfg->relay_networks) : NULL;
-	if (n && !cfg->relay_networks)
+	free(*list);
+	*count = 0;
+	*list = n ? calloc(n, sizeof **list) : NULL;
+	if (n && !*list)
 		return key_fail(ld, k, "out of memory");
 	for (p = value; list_next(&p, &item, &len);) {
 		char text[INET6_ADDRSTRLEN + 8];
-		struct config_cidr *c = &cfg->relay_networks[cfg->nrelay_networks];
+		struct config_cidr *c = &(*list)[*count];
 
 		if (!item_copy(text, sizeof text, item, len) || config_cidr_parse(text, c) < 0)
 			return key_fail(ld, k,
 					"%s is not an address or network (like 10.0.0.0/8 or "
 					"2001:db8::/32)",
 					QN(item, len));
-		cfg->nrelay_networks++;
+		(*count)++;
 	}
 	return 0;
+}
+
+static int
+relay_networks_set(struct load *ld, const struct key *k, const char *value)
+{
+	return cidr_list_set(ld, k, value, &ld->cfg->relay_networks, &ld->cfg->nrelay_networks);
+}
+
+static int
+proxy_networks_set(struct load *ld, const struct key *k, const char *value)
+{
+	return cidr_list_set(ld, k, value, &ld->cfg->proxy_networks, &ld->cfg->nproxy_networks);
 }
 
 static int
@@ -1455,6 +1514,18 @@ key_server_tls(struct load *ld, const struct key *k, const char *value)
 }
 
 static int
+key_sender_policy(struct load *ld, const struct key *k, const char *value)
+{
+	if (word_is(value, "own"))
+		ld->cfg->auth_sender_policy = CONFIG_SENDER_OWN;
+	else if (word_is(value, "any"))
+		ld->cfg->auth_sender_policy = CONFIG_SENDER_ANY;
+	else
+		return key_fail(ld, k, "expected own or any, got %s", Q(value));
+	return 0;
+}
+
+static int
 key_tls_ciphers(struct load *ld, const struct key *k, const char *value)
 {
 	size_t len = strlen(value);
@@ -1574,6 +1645,16 @@ static const struct key keys[K_COUNT] = {
     [K_TLS_KEY] = {"tls", "key", key_path, F(tls_key), 0, 0, NULL},
     [K_TLS_CIPHERS] = {"tls", "ciphers", key_tls_ciphers, 0, 0, 0, NULL},
     [K_TLS_MIN_VERSION] = {"tls", "min_version", key_tls_min_version, 0, 0, 0, NULL},
+    [K_PROXY_PROTOCOL] = {"server", "proxy_protocol", key_bool, F(proxy_protocol), 0, 0, NULL},
+    [K_PROXY_NETWORKS] = {"server", "proxy_networks", proxy_networks_set, 0, 0, 0, NULL},
+    [K_SUBMISSION_LISTEN] = {"server", "submission_listen", key_listen, 0, 0, 0, NULL},
+    [K_SUBMISSION_LISTEN_TLS] = {"server", "submission_listen_tls", key_listen, 0, 0, 0, NULL},
+    [K_AUTH_USERS] = {"auth", "users", key_path, F(auth_users_path), 0, 0, NULL},
+    [K_AUTH_SENDER_POLICY] = {"auth", "sender_policy", key_sender_policy, 0, 0, 0, NULL},
+    [K_AUTH_MAX_FAILURES] = {"auth", "max_failures", key_unsigned, F(auth_max_failures), 1,
+			     CONFIG_AUTH_FAILURES_MAX, NULL},
+    [K_AUTH_FAILURE_WINDOW] = {"auth", "failure_window", key_unsigned, F(auth_failure_window),
+			       1, CONFIG_TIMEOUT_MAX, &time_suffixes},
 };
 #undef F
 
@@ -1597,7 +1678,7 @@ _Static_assert(K_DELIVER_TLS - K_DELIVER_MAX_CONNECTIONS == P_TLS - P_MAX_CONNEC
 /* [transport] and [domain NAME] are read by hand (config_on_key): their keys or names are
  * domains, not entries of keys[]. */
 static const char *const sections[] = {"server", "spool",     "accept", "dns",
-				       "deliver", "queue", "transport", "tls"};
+				       "deliver", "queue", "transport", "tls", "auth"};
 
 static bool
 section_is_known(const char *name, size_t len)
@@ -1886,6 +1967,10 @@ config_set_defaults(struct config *cfg)
 	cfg->shutdown_timeout = 10;
 	cfg->bare_newline = CONFIG_BARE_NEWLINE_REJECT;
 	cfg->log_level = CONFIG_LOG_INFO;
+	cfg->proxy_protocol = false;
+	cfg->auth_sender_policy = CONFIG_SENDER_OWN;
+	cfg->auth_max_failures = 5;
+	cfg->auth_failure_window = 300;
 	strcpy(cfg->spool_dir, DEFAULT_SPOOL_DIR);
 	cfg->fsync = true;
 	cfg->segment_size = (uint64_t)64 << 20;
@@ -2015,10 +2100,18 @@ config_fill_defaults(struct load *ld)
 {
 	struct config *cfg = ld->cfg;
 
-	if (!ld->key_line[K_LISTEN] && config_listen_parse(DEFAULT_LISTEN, &cfg->listen[0]) == 0)
-		cfg->nlisten = 1;
+	if (!ld->key_line[K_LISTEN]) {
+		struct config_listen l;
+
+		if (config_listen_parse(DEFAULT_LISTEN, &l) == 0 &&
+		    listen_add(ld, &keys[K_LISTEN], cfg->listen, &cfg->nlisten, &l) < 0)
+			return -1;
+	}
 	if (!ld->key_line[K_RELAY_NETWORKS] &&
 	    relay_networks_set(ld, &keys[K_RELAY_NETWORKS], DEFAULT_RELAY_NETWORKS) < 0)
+		return -1;
+	if (!ld->key_line[K_PROXY_NETWORKS] &&
+	    proxy_networks_set(ld, &keys[K_PROXY_NETWORKS], DEFAULT_PROXY_NETWORKS) < 0)
 		return -1;
 	if (!ld->key_line[K_HOSTNAME] && default_hostname(ld) < 0)
 		return -1;
@@ -2084,6 +2177,10 @@ config_check(struct load *ld)
 						 Q(cfg->listen_tls[i].text), Q(cfg->listen[j].text));
 		}
 	}
+	if (cfg->proxy_protocol && cfg->nproxy_networks == 0)
+		return pair_fail(ld, K_PROXY_PROTOCOL, K_PROXY_NETWORKS,
+				 "[server] proxy_protocol = yes with an empty proxy_networks would "
+				 "refuse every connection");
 	/* the warning would come after the bounce, or with it */
 	if (cfg->warn_after != 0 && cfg->warn_after >= cfg->max_lifetime)
 		return pair_fail(ld, K_WARN_AFTER, K_MAX_LIFETIME,
@@ -2210,6 +2307,13 @@ tls_load(struct load *ld)
 		cfg->starttls = have_cert;
 	else if (cfg->starttls && !have_cert)
 		return key_fail(ld, &keys[K_SERVER_TLS], "starttls needs [tls] cert and key");
+	if (listen_count_submission(cfg->listen, cfg->nlisten) > 0 && !have_cert)
+		return key_fail(ld, &keys[K_SUBMISSION_LISTEN],
+				"submission needs [tls] cert and key (AUTH is offered only over "
+				"TLS)");
+	if (listen_count_submission(cfg->listen_tls, cfg->nlisten_tls) > 0 && !have_cert)
+		return key_fail(ld, &keys[K_SUBMISSION_LISTEN_TLS],
+				"implicit TLS needs [tls] cert and key");
 	if (cfg->nlisten_tls > 0 && !have_cert)
 		return key_fail(ld, &keys[K_LISTEN_TLS], "implicit TLS needs [tls] cert and key");
 	if (!have_cert) {
@@ -2242,6 +2346,41 @@ tls_load(struct load *ld)
 	default:
 		return key_fail(ld, &keys[K_TLS_CERT], "%s", why);
 	}
+}
+
+/*
+ * [auth] and the submission listeners, which go together: a submission listener without users
+ * could take no mail, users without a submission listener would never be asked for. The users
+ * file is read here, so a bad line is an error of the config (at that file's line), and a
+ * SIGHUP reads it again.
+ */
+static int
+auth_load(struct load *ld)
+{
+	struct config *cfg = ld->cfg;
+	unsigned sub = listen_count_submission(cfg->listen, cfg->nlisten);
+	unsigned sub_tls = listen_count_submission(cfg->listen_tls, cfg->nlisten_tls);
+	char why[CONFIG_MSG_MAX];
+	int line;
+
+	if (cfg->auth_users_path[0] == '\0') {
+		if (sub + sub_tls > 0)
+			return key_fail(ld, &keys[sub ? K_SUBMISSION_LISTEN : K_SUBMISSION_LISTEN_TLS],
+					"submission needs [auth] users (the users file)");
+		return 0;
+	}
+	if (sub + sub_tls == 0)
+		return key_fail(ld, &keys[K_AUTH_USERS],
+				"set, but no [server] submission_listen or submission_listen_tls "
+				"address would use it");
+	if (path_resolve(ld, K_AUTH_USERS, cfg->auth_users_path) < 0)
+		return -1;
+	cfg->auth_users = auth_users_load(cfg->auth_users_path, &line, why, sizeof why);
+	if (cfg->auth_users)
+		return 0;
+	if (line == 0)
+		return key_fail(ld, &keys[K_AUTH_USERS], "%s", why);
+	return load_fail_in(ld, cfg->auth_users_path, line, "%s", why);
 }
 
 /* ---- Loaders ------------------------------------------------------------------------------ */
@@ -2280,8 +2419,8 @@ config_load_string(const char *text, const char *name, char *err, size_t err_len
 	else if (rc < 0)
 		load_fail(&ld, 0, "out of memory");
 	if (!ld.failed && config_fill_defaults(&ld) == 0 && config_check(&ld) == 0 &&
-	    recipients_load(&ld) == 0)
-		tls_load(&ld);
+	    recipients_load(&ld) == 0 && tls_load(&ld) == 0)
+		auth_load(&ld);
 	free(ld.policy_state);
 	free(ld.transport_line);
 	if (ld.failed) {
@@ -2382,9 +2521,11 @@ config_free(struct config *cfg)
 	if (!cfg)
 		return;
 	tls_ctx_free(cfg->tls_ctx);
+	auth_users_free(cfg->auth_users);
 	strset_free(cfg->domains);
 	strset_free(cfg->recipients);
 	free(cfg->relay_networks);
+	free(cfg->proxy_networks);
 	free(cfg->transports);
 	free(cfg->policies);
 	free(cfg);
@@ -2400,19 +2541,31 @@ config_domain_is_local(const struct config *cfg, const char *domain, size_t len)
 	return strset_contains(cfg->domains, domain, len);
 }
 
-bool
-config_addr_may_relay(const struct config *cfg, const struct sockaddr *sa)
+static bool
+cidr_list_match(const struct config_cidr *list, unsigned n, const struct sockaddr *sa)
 {
 	uint8_t addr[16];
 	int family = client_addr(sa, addr);
 
-	for (unsigned i = 0; family != 0 && i < cfg->nrelay_networks; i++) {
-		const struct config_cidr *c = &cfg->relay_networks[i];
+	for (unsigned i = 0; family != 0 && i < n; i++) {
+		const struct config_cidr *c = &list[i];
 
 		if (c->family == family && cidr_match_bytes(c, addr))
 			return true;
 	}
 	return false;
+}
+
+bool
+config_addr_may_relay(const struct config *cfg, const struct sockaddr *sa)
+{
+	return cidr_list_match(cfg->relay_networks, cfg->nrelay_networks, sa);
+}
+
+bool
+config_addr_may_proxy(const struct config *cfg, const struct sockaddr *sa)
+{
+	return cidr_list_match(cfg->proxy_networks, cfg->nproxy_networks, sa);
 }
 
 bool
@@ -2423,17 +2576,23 @@ config_recipient_exists(const struct config *cfg, const char *addr, size_t len)
 	return strset_contains(cfg->recipients, addr, len);
 }
 
+/* The same addresses in the same order, among the entries that are (or are not) submission. */
 static bool
 listen_lists_equal(const struct config_listen *a, unsigned na, const struct config_listen *b,
-		   unsigned nb)
+		   unsigned nb, bool submission)
 {
-	if (na != nb)
-		return false;
-	for (unsigned i = 0; i < na; i++) {
-		if (!listen_same(&a[i], &b[i]))
+	unsigned i = 0, j = 0;
+
+	for (;;) {
+		while (i < na && a[i].submission != submission)
+			i++;
+		while (j < nb && b[j].submission != submission)
+			j++;
+		if (i == na || j == nb)
+			return i == na && j == nb;
+		if (!listen_same(&a[i++], &b[j++]))
 			return false;
 	}
-	return true;
 }
 
 unsigned
@@ -2441,9 +2600,12 @@ config_restart_changes(const struct config *old, const struct config *next, char
 {
 	/* max_connections sizes each shard's connection slot pool, allocated at start */
 	const bool changed[] = {
-	    !listen_lists_equal(old->listen, old->nlisten, next->listen, next->nlisten),
+	    !listen_lists_equal(old->listen, old->nlisten, next->listen, next->nlisten, false),
 	    !listen_lists_equal(old->listen_tls, old->nlisten_tls, next->listen_tls,
-				next->nlisten_tls),
+				next->nlisten_tls, false),
+	    !listen_lists_equal(old->listen, old->nlisten, next->listen, next->nlisten, true),
+	    !listen_lists_equal(old->listen_tls, old->nlisten_tls, next->listen_tls,
+				next->nlisten_tls, true),
 	    old->shards != next->shards,
 	    old->max_connections != next->max_connections,
 	    strcmp(old->spool_dir, next->spool_dir) != 0,
@@ -2454,10 +2616,12 @@ config_restart_changes(const struct config *old, const struct config *next, char
 	    /* the delivery (resolver, mesh, recovery of what to deliver) is set up at start */
 	    old->deliver_enabled != next->deliver_enabled,
 	};
-	static const enum key_id ids[] = {K_LISTEN,	  K_LISTEN_TLS,	    K_SHARDS,
-					  K_MAX_CONNECTIONS, K_SPOOL_DIR,   K_SEGMENT_SIZE,
-					  K_FSYNC,	  K_BUSY_POLL_US,   K_CONTROL_SOCKET,
-					  K_DELIVER_ENABLED};
+	static const enum key_id ids[] = {K_LISTEN,	   K_LISTEN_TLS,
+					  K_SUBMISSION_LISTEN, K_SUBMISSION_LISTEN_TLS,
+					  K_SHARDS,	   K_MAX_CONNECTIONS,
+					  K_SPOOL_DIR,	   K_SEGMENT_SIZE,
+					  K_FSYNC,	   K_BUSY_POLL_US,
+					  K_CONTROL_SOCKET,    K_DELIVER_ENABLED};
 	unsigned n = 0;
 	size_t used = 0;
 

@@ -32,6 +32,7 @@ struct config_listen {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 	char text[64]; /* as written: "127.0.0.1:2525", "[::1]:25" */
+	bool submission; /* from submission_listen(_tls): MAIL needs AUTH first (RFC 6409) */
 };
 
 struct config_cidr {
@@ -56,6 +57,14 @@ enum config_local_kind {
 };
 
 enum config_tls_policy { CONFIG_TLS_OPTIONAL = 0, CONFIG_TLS_REQUIRED };
+
+/* [auth] sender_policy: which MAIL FROM an authenticated user may give */
+enum config_sender_policy {
+	CONFIG_SENDER_OWN = 0, /* its own addresses only (default; docs/config.md) */
+	CONFIG_SENDER_ANY,
+};
+
+struct auth_users; /* server/auth.h */
 
 /* [tls] min_version */
 enum config_tls_version { CONFIG_TLS_1_2 = 0, CONFIG_TLS_1_3 };
@@ -135,9 +144,16 @@ struct config {
 	/* [server] tls: STARTTLS offered on the listen addresses (default: yes when [tls] cert
 	 * is set) */
 	bool starttls;
-	/* [server] listen_tls: implicit TLS (port 465): a TLS handshake before the greeting */
+	/* [server] listen_tls: implicit TLS (port 465): a TLS handshake before the greeting.
+	 * Both lists also hold the submission listeners (submission_listen goes into listen,
+	 * submission_listen_tls into listen_tls), flagged .submission; 16 of each at most. */
 	struct config_listen listen_tls[CONFIG_LISTEN_MAX];
 	unsigned nlisten_tls;
+	/* [server] proxy_protocol: every listener (listen and listen_tls) expects a PROXY
+	 * protocol header (server/proxy.h) first, and only from proxy_networks */
+	bool proxy_protocol;
+	struct config_cidr *proxy_networks;
+	unsigned nproxy_networks;
 
 	/* [tls]: paths resolved (a relative one is relative to the config file's directory) */
 	char tls_cert[PATH_MAX]; /* "" when not set: no TLS at all */
@@ -148,6 +164,13 @@ struct config {
 	 * cert. The config owns one reference (config_free drops it); connections made from it
 	 * hold their own, so a reload may free the old config under live TLS sessions. */
 	struct ssl_ctx_st *tls_ctx;
+
+	/* [auth]: who may submit mail on the submission listeners (server/auth.h) */
+	char auth_users_path[PATH_MAX];	  /* "" when not set */
+	struct auth_users *auth_users;	  /* loaded with the config; NULL when not set */
+	enum config_sender_policy auth_sender_policy;
+	unsigned auth_max_failures;	  /* failed AUTH per client address ... */
+	unsigned auth_failure_window;	  /* s: ... within this, then refused for as long */
 
 	/* [spool] */
 	char spool_dir[PATH_MAX];
@@ -218,6 +241,9 @@ void config_free(struct config *cfg);
 bool config_domain_is_local(const struct config *cfg, const char *domain, size_t len);
 /* True when the address is inside one of relay_networks (IPv4-mapped IPv6 counts as IPv4). */
 bool config_addr_may_relay(const struct config *cfg, const struct sockaddr *sa);
+/* True when the address is inside one of [server] proxy_networks (the same matching): a peer
+ * whose PROXY protocol header is believed. */
+bool config_addr_may_proxy(const struct config *cfg, const struct sockaddr *sa);
 /* True when there is no recipients file, or when addr (any case) is listed in it. */
 bool config_recipient_exists(const struct config *cfg, const char *addr, size_t len);
 

@@ -8,11 +8,14 @@
 #include <unistd.h>
 
 #include "server/assert.h"
+#include "server/listen.h"
 #include "server/log.h"
+#include "server/proxy.h"
 #include "server/shard_impl.h"
 
 /* After a final reply, a client that never reads must not hold the slot for long. */
 #define CONN_CLOSE_BACKSTOP_MS 5000
+#define CONN_LINGER_MS 2000 /* after the final reply: how long we read and drop */
 
 static int
 plain_on_recv(struct conn *c, const char *p, size_t n)
@@ -127,6 +130,8 @@ conn_flush(struct conn *c)
 	c->out_inflight = (uint32_t)n;
 }
 
+static void conn_linger(struct conn *c);
+
 void
 conn_on_send(struct conn *c, int res)
 {
@@ -164,7 +169,28 @@ conn_on_send(struct conn *c, int res)
 		c->out_cap = CONN_OUT_INLINE;
 	}
 	if (c->close_after_flush)
+		conn_linger(c);
+}
+
+/*
+ * The final reply is out: shut our side (FIN) and read and drop what the client still sends
+ * until it closes or CONN_LINGER_MS pass. Closing at once with its bytes unread would send an
+ * RST, and an RST makes the client's kernel throw away our last reply unread (a 421 at a
+ * session timeout while the client streams DATA, say).
+ */
+static void
+conn_linger(struct conn *c)
+{
+	if (c->eof || c->lingering) {
 		conn_close(c);
+		return;
+	}
+	c->lingering = true;
+	shutdown(c->fd, SHUT_WR);
+	c->session_deadline_ms = UINT64_MAX;
+	conn_set_timeout_ms(c, CONN_LINGER_MS);
+	if (!c->recv_armed)
+		conn_recv_update(c);
 }
 
 void
@@ -174,6 +200,8 @@ conn_close_after_flush(struct conn *c)
 		return;
 	c->close_after_flush = true;
 	c->sess.state = SMTP_ST_CLOSING;
+	/* the backstop holds even past the session's deadline (the reply may be that one's) */
+	c->session_deadline_ms = UINT64_MAX;
 	conn_set_timeout_ms(c, CONN_CLOSE_BACKSTOP_MS);
 	if (!c->send_inflight && c->tp->wire_pending(c) == 0)
 		conn_close(c);
@@ -299,7 +327,7 @@ conn_resume(struct conn *c)
 void
 conn_recv_update(struct conn *c)
 {
-	bool want = !c->closing && !c->eof && c->in_len < CONN_IN_PAUSE_BYTES;
+	bool want = !c->closing && !c->eof && (c->lingering || c->in_len < CONN_IN_PAUSE_BYTES);
 	if (want && !c->recv_armed) {
 		struct io_uring_sqe *sqe = conn_sqe(c, OP_RECV);
 		io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
@@ -327,7 +355,7 @@ conn_on_recv(struct conn *c, const struct io_uring_cqe *cqe)
 	if (cqe->res > 0) {
 		ASSERT(cqe->flags & IORING_CQE_F_BUFFER);
 		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-		if (!c->closing) {
+		if (!c->closing && !c->lingering) {
 			int rc = c->tp->on_recv(c, loop_buf(l, bid), (size_t)cqe->res);
 			if (rc < 0)
 				conn_close(c);
@@ -365,4 +393,97 @@ conn_free_buffers(struct conn *c)
 	c->out_retired = NULL;
 	c->in = NULL;
 	c->in_len = c->in_cap = 0;
+}
+
+/* ---- the PROXY protocol header ---------------------------------------------------------- */
+
+/* The header is complete: the client it names becomes the peer (LOCAL: the proxy stays the
+ * peer), the proxy's connection ticket is given back and the session starts as on any
+ * listener: the per-IP limit for the client, implicit TLS, the greeting. */
+static void
+proxy_header_done(struct conn *c, enum proxy_result r, const struct proxy_info *info)
+{
+	char proxy_ip[sizeof c->peer_ip];
+
+	memcpy(proxy_ip, c->peer_ip, sizeof proxy_ip);
+	if (r == PROXY_DONE) {
+		c->peer = info->src;
+		listen_addr_text((const struct sockaddr *)&c->peer, c->peer_ip, sizeof c->peer_ip,
+				 &c->peer_port);
+	}
+	if (log_start(LOG_INFO, "proxy")) {
+		log_str("client", c->peer_ip);
+		log_u64("port", c->peer_port);
+		log_str("proxy", proxy_ip);
+		log_u64("version", (uint64_t)info->version);
+		if (r == PROXY_LOCAL)
+			log_str("command", "local");
+		log_finish();
+	}
+	conn_limits_release(&c->ticket);
+	c->tp = &transport_plain;
+	shard_conn_begin(c);
+}
+
+/* Reads nothing but the header: a partial one waits in c->in (less than PROXY_HEADER_MAX
+ * bytes, plus the read that completes it); once it is whole, what follows it goes to the
+ * transport the connection has from then on (plain, or TLS: ciphertext). */
+static int
+proxy_on_recv(struct conn *c, const char *p, size_t n)
+{
+	const char *buf = p;
+	size_t len = n;
+
+	if (c->in_len > 0) {
+		conn_in_keep(c, p, n);
+		buf = c->in;
+		len = c->in_len;
+	}
+	struct proxy_info info;
+	enum proxy_result r = proxy_parse(buf, len, &info);
+
+	if (r == PROXY_MORE) {
+		ASSERT(len < PROXY_HEADER_MAX);
+		if (buf == p)
+			conn_in_keep(c, p, n);
+		return 0;
+	}
+	if (r == PROXY_BAD) {
+		if (log_start(LOG_WARN, "proxy_error")) {
+			log_str("client", c->peer_ip);
+			log_str("reason", info.error);
+			log_finish();
+		}
+		return -EPROTO; /* closed, with no reply: there is no SMTP session to speak for */
+	}
+	ASSERT(info.len > 0 && info.len <= len);
+	char *kept = c->in; /* buf may point into it: freed once the rest is handed on */
+
+	c->in = NULL;
+	c->in_len = c->in_cap = 0;
+	proxy_header_done(c, r, &info);
+	int rc = 0;
+
+	if (len > info.len && !c->closing)
+		rc = c->tp->on_recv(c, buf + info.len, len - info.len);
+	free(kept);
+	return rc;
+}
+
+const struct transport_ops transport_proxy = {
+	.name = "proxy",
+	.on_recv = proxy_on_recv,
+	.wire_out = plain_wire_out,
+	.wire_sent = plain_wire_sent,
+	.wire_pending = plain_wire_pending,
+	.release = NULL,
+};
+
+void
+conn_proxy_start(struct conn *c, uint64_t timeout_ms)
+{
+	ASSERT(c->tp == &transport_plain && c->in_len == 0);
+	c->tp = &transport_proxy;
+	c->sess.state = SMTP_ST_PROXY;
+	conn_set_timeout_ms(c, timeout_ms);
 }

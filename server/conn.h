@@ -12,6 +12,13 @@
  * (server/tls.h, DESIGN.md "TLS with memory BIOs"). Plain sends straight from c->out; TLS
  * encrypts c->out into its own buffer and sends from there.
  *
+ * PROXY protocol ([server] proxy_protocol): a connection from a proxy starts on transport_proxy,
+ * which reads only the header (server/proxy.h), keeping a partial one in c->in. Once it is
+ * complete the connection takes the client's address as its peer, switches to the plain
+ * transport (or TLS on an implicit TLS listener: the header comes before the ClientHello),
+ * starts the session (shard_conn_begin) and hands it what followed the header. A malformed
+ * header closes the connection with no reply; so does silence past the header timeout.
+ *
  * Ownership: a conn lives in its shard's slot table; completions find it by slot and
  * generation (shard_conn_lookup). It is freed only once every operation it started is done.
  */
@@ -31,6 +38,7 @@
 #define CONN_OUT_INLINE 512
 #define CONN_IN_PAUSE_BYTES (64 * 1024) /* stop reading past this much unconsumed input */
 #define CONN_IN_HARD_BYTES (1024 * 1024)
+#define CONN_PROXY_TIMEOUT_MS 5000 /* for the PROXY header (or timeout_greeting if shorter) */
 
 struct shard;
 struct conn;
@@ -54,6 +62,7 @@ struct transport_ops {
 };
 
 extern const struct transport_ops transport_plain;
+extern const struct transport_ops transport_proxy;
 
 struct conn {
 	uint32_t slot, gen;
@@ -69,7 +78,12 @@ struct conn {
 	bool close_after_flush; /* close once the queued replies are sent */
 	bool closing;           /* close issued; nothing more is processed */
 	bool eof;
+	bool lingering;         /* final reply sent, our side shut: reading and dropping until the
+				 * client closes, so its unread bytes never turn our FIN into an RST
+				 * that destroys the reply at the client */
 	bool may_relay;
+	bool implicit_tls; /* accepted on a listen_tls address: TLS once the session starts */
+	bool submission;   /* accepted on a submission listener: AUTH before MAIL */
 	bool sink_wait;   /* sink mode: the end-of-data reply waits for the delay timer */
 	int sink_status;
 	uint8_t ops;            /* io_uring operations in flight */
@@ -112,6 +126,9 @@ void conn_set_timeout_ms(struct conn *c, uint64_t ms);
 void conn_deliver(struct conn *c, const char *p, size_t n);
 /* The session can take input again (its commit settled): feed what was kept, read again. */
 void conn_resume(struct conn *c);
+/* A proxy listener's connection: wait up to timeout_ms for the PROXY header, on
+ * transport_proxy, with the session in SMTP_ST_PROXY. */
+void conn_proxy_start(struct conn *c, uint64_t timeout_ms);
 
 #endif
 

@@ -71,6 +71,7 @@ shard_create(const struct shard_params *p, char *err, size_t err_len)
 			goto fail;
 		ASSERT(sh->nlisten < SHARD_LISTEN_MAX);
 		sh->listen_tls[sh->nlisten] = tls;
+		sh->listen_submission[sh->nlisten] = ln->submission;
 		sh->listen_fd[sh->nlisten++] = fd;
 	}
 	sh->nslots = cfg->max_connections + SHARD_SLOTS_SPARE;
@@ -295,6 +296,10 @@ conn_timer_fire(struct timer *t)
 	struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, timer));
 	if (c->closing)
 		return;
+	if (c->lingering) {
+		conn_close(c); /* the client did not close within the linger time */
+		return;
+	}
 	if (c->sink_wait) {
 		c->sink_wait = false;
 		smtp_session_event(c, SMTP_EV_COMMITTED, NULL, 0, c->sink_status);
@@ -394,6 +399,36 @@ shard_accept_reject(struct conn *c, enum conn_limits_result lr, bool implicit_tl
 	conn_close_after_flush(c);
 }
 
+/*
+ * [server] proxy_protocol: the client is named by the PROXY header that the peer, a proxy,
+ * sends first (conn.c reads it, then calls shard_conn_begin). A peer outside proxy_networks is
+ * closed at once: the address it would send is not to be believed. Until the header is read the
+ * connection counts against max_connections as the proxy's, never against the proxy's per-IP
+ * limit (every client comes from that one address).
+ */
+static void
+shard_accept_proxy(struct shard *sh, struct conn *c)
+{
+	const struct config *cfg = sh->cfg;
+	if (!config_addr_may_proxy(cfg, (struct sockaddr *)&c->peer)) {
+		if (log_start(LOG_WARN, "proxy_error")) {
+			log_str("client", c->peer_ip);
+			log_str("reason", "not_in_proxy_networks");
+			log_finish();
+		}
+		conn_close(c);
+		return;
+	}
+	enum conn_limits_result lr = conn_limits_acquire((struct sockaddr *)&c->peer,
+							 cfg->max_connections, 0, true, &c->ticket);
+	if (lr != CONN_LIMITS_OK) {
+		shard_accept_reject(c, lr, c->implicit_tls);
+		return;
+	}
+	uint64_t ms = (uint64_t)cfg->timeout_greeting * 1000;
+	conn_proxy_start(c, ms < CONN_PROXY_TIMEOUT_MS ? ms : CONN_PROXY_TIMEOUT_MS);
+}
+
 static void
 shard_on_accept(struct shard *sh, unsigned idx, const struct io_uring_cqe *cqe)
 {
@@ -421,16 +456,30 @@ shard_on_accept(struct shard *sh, unsigned idx, const struct io_uring_cqe *cqe)
 		close(fd); /* every slot busy: even a 421 would need one */
 		return;
 	}
-	const struct config *cfg = sh->cfg;
 	c->peer = ss;
 	listen_addr_text((struct sockaddr *)&ss, c->peer_ip, sizeof c->peer_ip, &c->peer_port);
-	c->may_relay = config_addr_may_relay(cfg, (struct sockaddr *)&ss);
+	c->implicit_tls = sh->listen_tls[idx];
+	c->submission = sh->listen_submission[idx];
 	atomic_fetch_add_explicit(&sh->stats.connections, 1, memory_order_relaxed);
 	conn_recv_update(c);
-	enum conn_limits_result lr = conn_limits_acquire((struct sockaddr *)&ss, cfg->max_connections,
-					       cfg->max_connections_per_ip, c->may_relay,
-					       &c->ticket);
-	bool implicit_tls = sh->listen_tls[idx];
+	if (sh->cfg->proxy_protocol) {
+		shard_accept_proxy(sh, c);
+		return;
+	}
+	shard_conn_begin(c);
+}
+
+void
+shard_conn_begin(struct conn *c)
+{
+	struct shard *sh = c->shard;
+	const struct config *cfg = sh->cfg;
+	bool implicit_tls = c->implicit_tls;
+	c->may_relay = config_addr_may_relay(cfg, (struct sockaddr *)&c->peer);
+	enum conn_limits_result lr = conn_limits_acquire((struct sockaddr *)&c->peer,
+							 cfg->max_connections,
+							 cfg->max_connections_per_ip, c->may_relay,
+							 &c->ticket);
 	if (lr != CONN_LIMITS_OK) {
 		shard_accept_reject(c, lr, implicit_tls);
 		return;
@@ -440,6 +489,8 @@ shard_on_accept(struct shard *sh, unsigned idx, const struct io_uring_cqe *cqe)
 		log_u64("port", c->peer_port);
 		if (implicit_tls)
 			log_str("tls", "implicit");
+		if (c->submission)
+			log_str("submission", "yes");
 		log_finish();
 	}
 	/* Implicit TLS: the handshake comes first; the session greets when it is done. A

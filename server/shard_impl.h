@@ -49,6 +49,7 @@ struct shard {
 	unsigned nlisten;
 	bool accept_armed[SHARD_LISTEN_MAX];
 	bool listen_tls[SHARD_LISTEN_MAX];
+	bool listen_submission[SHARD_LISTEN_MAX]; /* MAIL needs AUTH there */
 
 	struct conn **slots;
 	uint32_t nslots, used_slots;
@@ -109,6 +110,9 @@ const char *shard_date(struct shard *sh);
 void shard_commit(struct shard *sh, struct conn *c, char *rec, size_t len);
 /* For conn.c: */
 void shard_conn_dirty(struct shard *sh, struct conn *c);
+/* The client is known (at accept, or from its PROXY header): its connection limits, the
+ * connect log line, the TLS handshake on an implicit TLS listener, then the session. */
+void shard_conn_begin(struct conn *c);
 void shard_conn_release(struct shard *sh, struct conn *c);
 
 #endif

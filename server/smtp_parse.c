@@ -19,6 +19,7 @@
 #define SMTP_PATH_MAX_OCTETS 256
 #define SMTP_BDAT_DIGITS_MAX 13
 #define SMTP_VERB_NAME_MAX 8 /* "STARTTLS" */
+#define SMTP_AUTH_MECH_MAX 20 /* RFC 4422 3.1: sasl-mech = 1*20mech-char */
 
 _Static_assert(SMTP_BDAT_SIZE_MAX <= 9999999999999ull, "a valid BDAT size fits in 13 digits");
 _Static_assert(SMTP_VERB_BAD == 0, "a zeroed smtp_cmd has no verb");
@@ -142,6 +143,8 @@ cmd_bad(struct smtp_cmd *cmd, enum smtp_parse_error error)
 	cmd->path_utf8 = false;
 	cmd->bdat_size = 0;
 	cmd->bdat_last = false;
+	cmd->auth_mech = (struct smtp_slice){NULL, 0};
+	cmd->auth_resp = (struct smtp_slice){NULL, 0};
 }
 
 /*
@@ -403,6 +406,34 @@ parse_bdat(struct smtp_cmd *cmd)
 	cmd->bdat_last = p < end;
 }
 
+/*
+ * "AUTH" SP sasl-mech [ SP initial-response ] (RFC 4954 4). The mechanism is 1 to 20 characters
+ * (RFC 4422 3.1; lower case tolerated); the response is one token, left for the session to
+ * decode so that it can answer a bad one with 501 5.5.2.
+ */
+static void
+parse_auth(struct smtp_cmd *cmd)
+{
+	const char *p = cmd->arg.p, *end = p + cmd->arg.len, *mech = p;
+
+	while (p < end && (is_alnum((unsigned char)*p) || *p == '-' || *p == '_'))
+		p++;
+	if (p == mech || p - mech > SMTP_AUTH_MECH_MAX ||
+	    (p < end && !is_blank((unsigned char)*p))) {
+		cmd_bad(cmd, SMTP_ERR_SYNTAX);
+		return;
+	}
+	cmd->auth_mech = slice_of(mech, p);
+	p = skip_blanks(p, end);
+	for (const char *q = p; q < end; q++) {
+		if (is_blank((unsigned char)*q)) {
+			cmd_bad(cmd, SMTP_ERR_SYNTAX);
+			return;
+		}
+	}
+	cmd->auth_resp = slice_of(p, end);
+}
+
 /* One handler per verb family; checking what the verb may do in this state is the session's. */
 static void
 parse_args(struct smtp_cmd *cmd)
@@ -420,9 +451,14 @@ parse_args(struct smtp_cmd *cmd)
 	case SMTP_VERB_VRFY:
 	case SMTP_VERB_EXPN:
 	case SMTP_VERB_ETRN:
+		if (cmd->arg.len == 0)
+			cmd_bad(cmd, SMTP_ERR_ARG_MISSING);
+		break;
 	case SMTP_VERB_AUTH:
 		if (cmd->arg.len == 0)
 			cmd_bad(cmd, SMTP_ERR_ARG_MISSING);
+		else
+			parse_auth(cmd);
 		break;
 	case SMTP_VERB_DATA:
 	case SMTP_VERB_RSET:
@@ -442,28 +478,47 @@ parse_args(struct smtp_cmd *cmd)
 }
 
 long
-smtp_parse_command(const char *buf, size_t len, size_t max_line, struct smtp_cmd *cmd)
+smtp_parse_line(const char *buf, size_t len, size_t max_line, struct smtp_slice *line,
+		enum smtp_parse_error *error)
 {
 	size_t window = len < max_line ? len : max_line;
 	const char *lf, *end;
 
-	ASSERT(cmd != NULL && (buf != NULL || len == 0));
+	ASSERT(line != NULL && error != NULL && (buf != NULL || len == 0));
 	ASSERT(max_line >= 2 && max_line <= (size_t)LONG_MAX);
 	lf = window ? memchr(buf, '\n', window) : NULL;
 	if (lf == NULL)
 		return len >= max_line ? SMTP_PARSE_TOO_LONG : 0;
-
-	memset(cmd, 0, sizeof(*cmd));
 	end = lf > buf && lf[-1] == '\r' ? lf - 1 : lf;
-	cmd->line = slice_of(buf, end);
-	line_split(cmd);
+	*line = slice_of(buf, end);
 	if (end == lf)
-		cmd_bad(cmd, SMTP_ERR_BARE_LF); /* RFC 5321 2.3.8: only CRLF ends a line */
+		*error = SMTP_ERR_BARE_LF; /* RFC 5321 2.3.8: only CRLF ends a line */
 	else if (!line_bytes_ok(buf, end))
-		cmd_bad(cmd, SMTP_ERR_BAD_CHAR);
+		*error = SMTP_ERR_BAD_CHAR;
+	else
+		*error = SMTP_ERR_NONE;
+	return (long)(lf - buf) + 1;
+}
+
+long
+smtp_parse_command(const char *buf, size_t len, size_t max_line, struct smtp_cmd *cmd)
+{
+	struct smtp_slice line;
+	enum smtp_parse_error error;
+	long r;
+
+	ASSERT(cmd != NULL);
+	r = smtp_parse_line(buf, len, max_line, &line, &error);
+	if (r <= 0)
+		return r;
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->line = line;
+	line_split(cmd);
+	if (error != SMTP_ERR_NONE)
+		cmd_bad(cmd, error);
 	else
 		parse_args(cmd);
-	return (long)(lf - buf) + 1;
+	return r;
 }
 
 int

@@ -1,5 +1,5 @@
 /*
- * smtp_parse — the pure SMTP command parser (RFC 5321, 1869, 2920, 3030, 6152, 6531).
+ * smtp_parse — the pure SMTP command parser (RFC 5321, 1869, 2920, 3030, 4954, 6152, 6531).
  *
  * Reads one command line in place in the caller's buffer and returns slices into it: no
  * allocation, no I/O, no replies. The session decides what to answer. Pipelined input is
@@ -51,7 +51,8 @@ enum smtp_parse_error {
 	SMTP_ERR_BAD_CHAR,     /* NUL, bare CR or another control byte in the line */
 	SMTP_ERR_SYNTAX,       /* verb known, arguments malformed (e.g. "MAIL FROM" without ':') */
 	SMTP_ERR_PATH,         /* MAIL/RCPT path is not a valid <path> (RFC 5321 4.1.2) */
-	SMTP_ERR_ARG_MISSING,  /* HELO/EHLO without a domain, BDAT without a size */
+	SMTP_ERR_ARG_MISSING,  /* HELO/EHLO without a domain, BDAT without a size, AUTH without
+	                          a mechanism */
 	SMTP_ERR_ARG_UNWANTED, /* DATA/RSET/QUIT with arguments */
 	SMTP_ERR_BDAT_SIZE,    /* BDAT size not a number, or above SMTP_BDAT_SIZE_MAX */
 };
@@ -72,6 +73,10 @@ struct smtp_cmd {
 	/* BDAT size [LAST] */
 	uint64_t bdat_size;
 	bool bdat_last;
+	/* AUTH mechanism [initial-response] (RFC 4954 4) */
+	struct smtp_slice auth_mech; /* 1 to 20 of A-Z a-z 0-9 - _ (RFC 4422 3.1) */
+	struct smtp_slice auth_resp; /* the initial response as sent: base64, or "=" for an empty
+	                                one (len 0 when there is none); not decoded */
 };
 
 #define SMTP_BDAT_SIZE_MAX ((uint64_t)1 << 40)
@@ -87,6 +92,15 @@ struct smtp_cmd {
  * A line that ends in a bare LF is consumed and reported as SMTP_ERR_BARE_LF.
  */
 long smtp_parse_command(const char *buf, size_t len, size_t max_line, struct smtp_cmd *cmd);
+
+/*
+ * Reads one line that is not a command (an AUTH continuation line, RFC 4954 4) from
+ * buf[0..len), with smtp_parse_command's return values and bounds. On a line, *line is that
+ * line without its CRLF and *error is SMTP_ERR_NONE, SMTP_ERR_BARE_LF or SMTP_ERR_BAD_CHAR
+ * (the same byte rules as a command line).
+ */
+long smtp_parse_line(const char *buf, size_t len, size_t max_line, struct smtp_slice *line,
+		     enum smtp_parse_error *error);
 
 /* One ESMTP parameter: "KEY" or "KEY=VALUE" (RFC 5321 4.1.2 esmtp-param). */
 struct smtp_param {

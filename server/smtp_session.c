@@ -8,9 +8,11 @@
 #include <time.h>
 
 #include "server/assert.h"
+#include "server/auth.h"
 #include "server/conn.h"
 #include "server/log.h"
 #include "server/shard_impl.h"
+#include "server/sasl.h"
 #include "server/smtp_parse.h"
 #include "server/tls.h"
 
@@ -133,13 +135,29 @@ arena_add(struct smtp_session *s, const char *p, size_t n)
 
 /* ---- HELO / EHLO ---------------------------------------------------------------------- */
 
-/* RFC 3207: STARTTLS is offered where the config has TLS for plain listeners, and only while
- * the connection is in the clear. */
+/* RFC 3207: STARTTLS is offered where the config has TLS for plain listeners (always on a
+ * submission listener, whose AUTH needs it), and only while the connection is in the clear. */
 static bool
 starttls_offered(struct conn *c)
 {
 	const struct config *cfg = cfg_of(c);
-	return cfg->starttls && cfg->tls_ctx != NULL && c->tls == NULL;
+	return (cfg->starttls || c->submission) && cfg->tls_ctx != NULL && c->tls == NULL;
+}
+
+/* AUTH exists on submission listeners (a reload that dropped [auth] leaves the listener, a
+ * restart key, without users: then it does not). */
+static bool
+auth_available(struct conn *c)
+{
+	return c->submission && cfg_of(c)->auth_users != NULL;
+}
+
+/* RFC 4954 4 and RFC 8314 4: PLAIN and LOGIN send the password as it is, so they are offered
+ * only over TLS. */
+static bool
+auth_offered(struct conn *c)
+{
+	return auth_available(c) && c->tls != NULL;
 }
 
 static void
@@ -165,12 +183,14 @@ cmd_helo(struct conn *c, const struct smtp_cmd *cmd)
 		    "250-PIPELINING\r\n"
 		    "250-SIZE %" PRIu64 "\r\n"
 		    "%s"
+		    "%s"
 		    "250-ENHANCEDSTATUSCODES\r\n"
 		    "250-8BITMIME\r\n"
 		    "250-SMTPUTF8\r\n"
 		    "250 CHUNKING\r\n",
 		    cfg->hostname, cfg->max_message_size,
-		    starttls_offered(c) ? "250-STARTTLS\r\n" : "");
+		    starttls_offered(c) ? "250-STARTTLS\r\n" : "",
+		    auth_offered(c) ? "250-AUTH PLAIN LOGIN\r\n" : "");
 }
 
 /* ---- MAIL ----------------------------------------------------------------------------- */
@@ -225,6 +245,27 @@ syntax:
 	return false;
 }
 
+/*
+ * [auth] sender_policy = own: the addresses an authenticated user owns. A user name with an '@'
+ * is an address and owns itself; another name owns name@D for every local domain D. Compared
+ * without regard to case. The null sender is allowed (bounces and receipts, RFC 3461 / 8098).
+ */
+static bool
+sender_owned(struct conn *c, struct smtp_slice path)
+{
+	const char *user = c->sess.auth_user;
+	struct smtp_slice local, domain;
+	ASSERT(user != NULL);
+	if (path.len == 0)
+		return true;
+	if (strchr(user, '@') != NULL)
+		return smtp_slice_eq(path, user);
+	if (!smtp_path_domain(path, &local, &domain) || domain.len == 0 || domain.p[0] == '[')
+		return false;
+	return smtp_slice_eq(local, user) &&
+	       config_domain_is_local(cfg_of(c), domain.p, domain.len);
+}
+
 static void
 cmd_mail(struct conn *c, const struct smtp_cmd *cmd)
 {
@@ -239,6 +280,16 @@ cmd_mail(struct conn *c, const struct smtp_cmd *cmd)
 		session_error(c);
 		return;
 	}
+	if (c->submission && s->auth_user == NULL) {
+		/* RFC 6409 4.3 (4954 6): a submission server takes mail only from whom it knows */
+		if (c->tls == NULL)
+			REJECT(c, "auth_required",
+			       "530 5.7.0 Error: must issue a STARTTLS command first\r\n");
+		else
+			REJECT(c, "auth_required", "530 5.7.0 Error: authentication required\r\n");
+		session_error(c);
+		return;
+	}
 	if (!mail_params(c, cmd)) {
 		txn_reset(c);
 		session_error(c);
@@ -249,6 +300,14 @@ cmd_mail(struct conn *c, const struct smtp_cmd *cmd)
 		txn_reset(c);
 		REJECT(c, "utf8_without_smtputf8",
 		       "553 5.6.7 Error: UTF-8 address needs the SMTPUTF8 parameter\r\n");
+		session_error(c);
+		return;
+	}
+	if (s->auth_user && cfg_of(c)->auth_sender_policy == CONFIG_SENDER_OWN &&
+	    !sender_owned(c, cmd->path)) {
+		txn_reset(c);
+		REJECT(c, "sender_not_owned",
+		       "553 5.7.1 Error: sender address not owned by the authenticated user\r\n");
 		session_error(c);
 		return;
 	}
@@ -279,8 +338,8 @@ rcpt_policy(struct conn *c, struct smtp_slice path, const char **why)
 		*why = "unknown_recipient";
 		return "550 5.1.1 Error: recipient address rejected: user unknown\r\n";
 	}
-	if (c->may_relay)
-		return NULL;
+	if (c->may_relay || c->sess.auth_user != NULL)
+		return NULL; /* relay_networks, or an authenticated user */
 	*why = "relay_denied";
 	return "554 5.7.1 Error: relay access denied\r\n";
 }
@@ -363,6 +422,7 @@ received_header(struct conn *c, char *buf, size_t cap)
 	/* RFC 3848 / 6531: an S at the end of the protocol says TLS */
 	const char *proto = !s->esmtp ? "SMTP" : s->smtputf8 ? "UTF8SMTP" : "ESMTP";
 	const char *secure = c->tls && s->esmtp ? "S" : "";
+	const char *authed = s->auth_user && s->esmtp ? "A" : ""; /* RFC 3848: ESMTPSA */
 	bool v6 = strchr(c->peer_ip, ':') != NULL;
 	char for_clause[300] = "";
 	if (s->nrcpt == 1)
@@ -375,10 +435,10 @@ received_header(struct conn *c, char *buf, size_t cap)
 		snprintf(tls_clause, sizeof tls_clause, "\r\n\t(using %s)", d);
 	}
 	int n = snprintf(buf, cap,
-			 "Received: from %s ([%s%s])%s\r\n\tby %s (ringmx) with %s%s id %s%s;\r\n"
+			 "Received: from %s ([%s%s])%s\r\n\tby %s (ringmx) with %s%s%s id %s%s;\r\n"
 			 "\t%s\r\n",
 			 s->helo, v6 ? "IPv6:" : "", c->peer_ip, tls_clause, cfg->hostname, proto,
-			 secure, qid, for_clause, shard_date(c->shard));
+			 secure, authed, qid, for_clause, shard_date(c->shard));
 	ASSERT(n > 0 && (size_t)n < cap);
 	return (size_t)n;
 }
@@ -398,7 +458,7 @@ message_begin(struct conn *c, bool binary)
 		.qid = s->qid,
 		.arrival_ms = (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000,
 		.flags = (s->body8 ? SPOOL_F_8BITMIME : 0) | (s->smtputf8 ? SPOOL_F_SMTPUTF8 : 0) |
-			 (binary ? SPOOL_F_BINARY : 0),
+			 (binary ? SPOOL_F_BINARY : 0) | (s->auth_user ? SPOOL_F_AUTH : 0),
 		.helo = {s->helo, strlen(s->helo)},
 		.client = {c->peer_ip, strlen(c->peer_ip)},
 		.from = {s->arena + s->from_off, s->from_len},
@@ -447,6 +507,14 @@ message_end(struct conn *c, bool binary)
 		 * downstream parser can be tricked into a second message (SMTP smuggling). */
 		REJECT(c, "bare_newline",
 		       "554 5.6.0 Error: bare <CR> or <LF> in message data (RFC 5321 2.3.8)\r\n");
+		txn_done(c);
+		return;
+	}
+	if (!binary && (s->scan.flags & SMTP_DATA_NUL)) {
+		/* NUL is not text (RFC 5321 4.5.2 and RFC 6152 allow it in no DATA body); a next hop
+		 * that drops it could see a CRLF.CRLF we never did (smuggling): refuse, whatever
+		 * bare_newline says. BDAT carries bytes as sent. */
+		REJECT(c, "nul_in_data", "554 5.6.0 Error: NUL character in message data\r\n");
 		txn_done(c);
 		return;
 	}
@@ -683,6 +751,8 @@ cmd_starttls(struct conn *c, const struct smtp_cmd *cmd)
 	txn_reset(c);
 	free(s->helo);
 	s->helo = NULL;
+	free(s->auth_user); /* none is set in the clear (AUTH needs TLS): forgotten all the same */
+	s->auth_user = NULL;
 	s->esmtp = 0;
 	s->skip_line = 0;
 	s->state = SMTP_ST_TLS;
@@ -695,6 +765,226 @@ cmd_not_implemented(struct conn *c, const struct smtp_cmd *cmd)
 	(void)cmd;
 	REJECT(c, "not_implemented", "502 5.5.1 Error: command not implemented\r\n");
 	session_error(c);
+}
+
+/* ---- AUTH (RFC 4954) ------------------------------------------------------------------ */
+
+/* Which client response SMTP_ST_AUTH waits for. */
+enum auth_step { AUTH_STEP_NONE = 0, AUTH_STEP_PLAIN, AUTH_STEP_LOGIN_USER, AUTH_STEP_LOGIN_PASS };
+
+static size_t command_feed(struct conn *c, const char *p, size_t n);
+
+static uint64_t
+session_now_s(struct conn *c)
+{
+	return c->shard->loop.now_ms / 1000;
+}
+
+static void
+auth_log(struct conn *c, enum sasl_mech mech, const char *user, size_t user_len, bool ok,
+	 const char *reason)
+{
+	if (!log_start(ok ? LOG_INFO : LOG_WARN, "auth"))
+		return;
+	log_strn("user", user, user_len);
+	log_client(c);
+	log_str("mechanism", sasl_mech_name(mech));
+	log_str("result", ok ? "ok" : "fail");
+	if (reason)
+		log_str("reason", reason);
+	log_finish();
+}
+
+/* Ends the exchange, whatever its outcome: back to READY, the LOGIN name wiped, so the next
+ * AUTH starts from nothing. */
+static void
+auth_end(struct conn *c)
+{
+	struct smtp_session *s = &c->sess;
+	if (s->auth_login) {
+		explicit_bzero(s->auth_login, strlen(s->auth_login));
+		free(s->auth_login);
+		s->auth_login = NULL;
+	}
+	s->auth_step = AUTH_STEP_NONE;
+	if (s->state == SMTP_ST_AUTH)
+		s->state = SMTP_ST_READY;
+}
+
+/* Past [auth] max_failures for this client address: 454 (RFC 4954 6, a temporary failure). */
+static bool
+auth_throttled(struct conn *c)
+{
+	const struct config *cfg = cfg_of(c);
+	if (!auth_throttle_blocked((const struct sockaddr *)&c->peer, session_now_s(c),
+				   cfg->auth_max_failures, cfg->auth_failure_window))
+		return false;
+	REJECT(c, "auth_throttled",
+	       "454 4.7.0 Error: too many failed authentications, try again later\r\n");
+	return true;
+}
+
+/* Checks user and password (crypt_r, on this thread: see server/auth.h for the cost) and
+ * answers 235, 535 or 454. A 535 counts against the client address. Returns true on 235. */
+static bool
+auth_check(struct conn *c, enum sasl_mech mech, const char *user, size_t user_len,
+	   const char *pass, size_t pass_len)
+{
+	struct smtp_session *s = &c->sess;
+	const struct config *cfg = cfg_of(c);
+	if (auth_throttled(c)) {
+		auth_log(c, mech, user, user_len, false, "throttled");
+		return false;
+	}
+	if (!auth_users_verify(cfg->auth_users, user, user_len, pass, pass_len)) {
+		auth_throttle_fail((const struct sockaddr *)&c->peer, session_now_s(c),
+				   cfg->auth_max_failures, cfg->auth_failure_window);
+		auth_log(c, mech, user, user_len, false, "credentials");
+		REJECT(c, "auth_failed", "535 5.7.8 Error: authentication credentials invalid\r\n");
+		return false;
+	}
+	s->auth_user = strndup(user, user_len);
+	ASSERT(s->auth_user != NULL);
+	auth_log(c, mech, user, user_len, true, NULL);
+	REPLY(c, "235 2.7.0 Authentication successful\r\n");
+	return true;
+}
+
+/* PLAIN (RFC 4616): authzid NUL authcid NUL passwd. We act for nobody else: an authzid that is
+ * not the authcid fails like a wrong password. */
+static bool
+auth_plain(struct conn *c, const char *msg, size_t len)
+{
+	struct sasl_plain pl;
+	if (sasl_plain_split(msg, len, &pl) < 0) {
+		REJECT(c, "auth_malformed", "501 5.5.2 Error: malformed PLAIN response\r\n");
+		return false;
+	}
+	if (pl.authzid_len > 0 &&
+	    (pl.authzid_len != pl.authcid_len || memcmp(pl.authzid, pl.authcid, pl.authcid_len))) {
+		const struct config *cfg = cfg_of(c);
+		auth_throttle_fail((const struct sockaddr *)&c->peer, session_now_s(c),
+				   cfg->auth_max_failures, cfg->auth_failure_window);
+		auth_log(c, SASL_MECH_PLAIN, pl.authcid, pl.authcid_len, false, "authzid");
+		REJECT(c, "auth_failed", "535 5.7.8 Error: authentication credentials invalid\r\n");
+		return false;
+	}
+	return auth_check(c, SASL_MECH_PLAIN, pl.authcid, pl.authcid_len, pl.passwd, pl.passwd_len);
+}
+
+/* One client response (a continuation line, or AUTH's initial response), without its CRLF.
+ * Either asks for the next one (334) or ends the exchange with its final reply. */
+static void
+auth_response(struct conn *c, const char *p, size_t n)
+{
+	struct smtp_session *s = &c->sess;
+	char buf[SASL_DECODED_MAX];
+	long len;
+	bool ok = false, done = true;
+	if (sasl_is_cancel(p, n)) {
+		/* RFC 4954 4: the client cancels with "*", and we answer 501 */
+		REJECT(c, "auth_cancelled", "501 5.0.0 Error: authentication cancelled\r\n");
+		auth_end(c);
+		return;
+	}
+	len = sasl_base64_decode(p, n, buf, sizeof buf);
+	if (len < 0) {
+		REJECT(c, "auth_bad_base64", "501 5.5.2 Error: cannot decode the response\r\n");
+	} else if (s->auth_step == AUTH_STEP_PLAIN) {
+		ok = auth_plain(c, buf, (size_t)len);
+	} else if (s->auth_step == AUTH_STEP_LOGIN_USER) {
+		if (sasl_name_ok(buf, (size_t)len)) {
+			s->auth_login = strndup(buf, (size_t)len);
+			ASSERT(s->auth_login != NULL);
+			s->auth_step = AUTH_STEP_LOGIN_PASS;
+			REPLY(c, "334 " SASL_LOGIN_PROMPT_PASS "\r\n");
+			done = false;
+		} else {
+			REJECT(c, "auth_malformed", "501 5.5.2 Error: malformed user name\r\n");
+		}
+	} else {
+		ASSERT(s->auth_step == AUTH_STEP_LOGIN_PASS && s->auth_login != NULL);
+		ok = auth_check(c, SASL_MECH_LOGIN, s->auth_login, strlen(s->auth_login), buf,
+				(size_t)len);
+	}
+	explicit_bzero(buf, sizeof buf);
+	if (!done)
+		return;
+	auth_end(c);
+	if (!ok)
+		session_error(c);
+}
+
+/* "AUTH mechanism [initial-response]" (RFC 4954 4), in READY only: after EHLO, before MAIL,
+ * once per session. */
+static void
+cmd_auth(struct conn *c, const struct smtp_cmd *cmd)
+{
+	struct smtp_session *s = &c->sess;
+	enum sasl_mech mech;
+	if (!auth_available(c)) {
+		cmd_not_implemented(c, cmd);
+		return;
+	}
+	if (c->tls == NULL) {
+		REJECT(c, "auth_without_tls",
+		       "538 5.7.11 Error: encryption required for requested authentication "
+		       "mechanism\r\n");
+	} else if (s->auth_user != NULL) {
+		REJECT(c, "auth_twice", "503 5.5.1 Error: already authenticated\r\n");
+	} else if (s->state == SMTP_ST_INIT || !s->esmtp) {
+		REJECT(c, "auth_before_ehlo", "503 5.5.1 Error: send EHLO first\r\n");
+	} else if (s->state != SMTP_ST_READY) {
+		REJECT(c, "auth_in_transaction", "503 5.5.1 Error: MAIL transaction in progress\r\n");
+	} else if ((mech = sasl_mech_lookup(cmd->auth_mech.p, cmd->auth_mech.len)) ==
+		   SASL_MECH_UNKNOWN) {
+		REJECT(c, "auth_mechanism",
+		       "504 5.5.4 Error: unrecognized authentication type\r\n");
+	} else if (!auth_throttled(c)) {
+		s->state = SMTP_ST_AUTH;
+		s->auth_step = mech == SASL_MECH_PLAIN ? AUTH_STEP_PLAIN : AUTH_STEP_LOGIN_USER;
+		if (cmd->auth_resp.len > 0)
+			auth_response(c, cmd->auth_resp.p, cmd->auth_resp.len);
+		else if (mech == SASL_MECH_PLAIN)
+			REPLY(c, "334 \r\n");
+		else
+			REPLY(c, "334 " SASL_LOGIN_PROMPT_USER "\r\n");
+		return;
+	}
+	session_error(c);
+}
+
+/* SMTP_ST_AUTH: the next line is a response, bounded like a command line (RFC 4954 4 asks for
+ * at least 12288 octets only of servers that take long responses: ours are short). */
+static size_t
+auth_feed(struct conn *c, const char *p, size_t n)
+{
+	struct smtp_session *s = &c->sess;
+	const struct config *cfg = cfg_of(c);
+	struct smtp_slice line;
+	enum smtp_parse_error err;
+	long r = smtp_parse_line(p, n, cfg->max_line_length, &line, &err);
+	if (r == 0)
+		return 0;
+	s->n_cmds++;
+	conn_set_timeout(c, cfg->timeout_command);
+	if (r == SMTP_PARSE_TOO_LONG) {
+		REJECT(c, "auth_line_too_long",
+		       "500 5.5.6 Error: authentication exchange line is too long\r\n");
+		auth_end(c);
+		s->skip_line = 1; /* command_feed drops the rest of the line */
+		if (!session_error(c))
+			return command_feed(c, p, n);
+		return n;
+	}
+	if (err != SMTP_ERR_NONE) {
+		REJECT(c, "auth_bad_line", "501 5.5.2 Error: invalid character in the response\r\n");
+		auth_end(c);
+		session_error(c);
+		return (size_t)r;
+	}
+	auth_response(c, line.p, line.len);
+	return (size_t)r;
 }
 
 static void
@@ -759,7 +1049,7 @@ static const struct verb_entry verb_table[SMTP_VERB_COUNT] = {
 	[SMTP_VERB_VRFY] = {cmd_vrfy},
 	[SMTP_VERB_HELP] = {cmd_help},
 	[SMTP_VERB_STARTTLS] = {cmd_starttls},
-	[SMTP_VERB_AUTH] = {cmd_not_implemented},
+	[SMTP_VERB_AUTH] = {cmd_auth},
 	[SMTP_VERB_EXPN] = {cmd_not_implemented},
 	[SMTP_VERB_ETRN] = {cmd_not_implemented},
 	[SMTP_VERB_HTTP] = {cmd_http},
@@ -837,6 +1127,12 @@ session_datain(struct conn *c, const char *p, size_t n)
 		 * input after STARTTLS was discarded */
 		ASSERT(!"input during the TLS handshake");
 		return n;
+	case SMTP_ST_PROXY:
+		/* transport_proxy hands nothing on before the session is started */
+		ASSERT(!"input before the PROXY header was read");
+		return n;
+	case SMTP_ST_AUTH:
+		return auth_feed(c, p, n);
 	case SMTP_ST_INIT:
 	case SMTP_ST_READY:
 	case SMTP_ST_MAIL:
@@ -861,6 +1157,8 @@ session_committed(struct conn *c, int status)
 			log_client(c);
 			log_strn("qid", qid, 16);
 			log_strn("from", s->arena + s->from_off, s->from_len);
+			if (s->auth_user)
+				log_str("user", s->auth_user);
 			log_u64("nrcpt", s->nrcpt);
 			log_u64("size", s->msg_size);
 			log_finish();
@@ -889,6 +1187,16 @@ session_timeout(struct conn *c)
 	}
 	if (s->state == SMTP_ST_CLOSING) {
 		conn_close(c); /* the client did not read its last reply in time */
+		return;
+	}
+	if (s->state == SMTP_ST_PROXY) {
+		/* nothing has been said yet, and a reply would reach the proxy, not a client */
+		if (log_start(LOG_INFO, "proxy_error")) {
+			log_client(c);
+			log_str("reason", "timeout");
+			log_finish();
+		}
+		conn_close(c);
 		return;
 	}
 	if (s->state == SMTP_ST_TLS) {
@@ -920,6 +1228,7 @@ session_stop(struct conn *c)
 	case SMTP_ST_GREET:
 	case SMTP_ST_INIT:
 	case SMTP_ST_READY:
+	case SMTP_ST_AUTH:
 		conn_replyf(c, "421 4.3.2 %s Service shutting down\r\n", cfg_of(c)->hostname);
 		conn_close_after_flush(c);
 		break;
@@ -927,6 +1236,9 @@ session_stop(struct conn *c)
 		break;
 	case SMTP_ST_TLS:
 		conn_close(c); /* mid-handshake: nothing to finish, no channel for a 421 */
+		break;
+	case SMTP_ST_PROXY:
+		conn_close(c); /* the client is not even known yet */
 		break;
 	default:
 		s->stop_requested = 1; /* after this transaction */
@@ -999,6 +1311,11 @@ void
 smtp_session_free(struct smtp_session *s)
 {
 	free(s->helo);
+	free(s->auth_user);
+	if (s->auth_login) {
+		explicit_bzero(s->auth_login, strlen(s->auth_login));
+		free(s->auth_login);
+	}
 	free(s->arena);
 	free(s->rcpts);
 	free(s->rcpt_off);

@@ -1,5 +1,6 @@
 /*
- * smtp_session — the inbound ESMTP state machine (RFC 5321, 1870, 2920, 3030, 6152, 6531).
+ * smtp_session — the inbound ESMTP state machine (RFC 5321, 1870, 2920, 3030, 4954, 6152,
+ * 6531).
  *
  * A session consumes events from its connection (conn.c) in one switch: CONNECTED, DATAIN,
  * COMMITTED, TIMEOUT, STOP, TLS_DONE. It parses commands with smtp_parse (pure, in place), scans DATA
@@ -11,6 +12,19 @@
  * STARTTLS (RFC 3207): offered in EHLO when [server] tls = starttls and the connection is in
  * the clear. After the 220, input the client sent behind STARTTLS is dropped unread and the
  * session starts over once the handshake is done (DESIGN.md invariant 4).
+ *
+ * Submission (RFC 6409) and AUTH (RFC 4954): on a submission listener (conn->submission) MAIL
+ * needs AUTH first, and AUTH PLAIN / LOGIN are offered only once the connection is in TLS. The
+ * exchange reads its continuation lines in SMTP_ST_AUTH; a failure or a cancel goes back to
+ * SMTP_ST_READY with nothing kept, so the next AUTH starts fresh. The credentials are checked
+ * by server/auth.h (crypt_r on this thread: see its cost there); failures count per client
+ * address, and past [auth] max_failures AUTH is refused (454) for [auth] failure_window. An
+ * authenticated session may relay, its MAIL FROM is held to [auth] sender_policy, and its
+ * mail is flagged SPOOL_F_AUTH and received "with ESMTPSA".
+ *
+ * PROXY protocol ([server] proxy_protocol): the connection reads the header first, in state
+ * SMTP_ST_PROXY, and sends CONNECTED only once the real client is known (conn.c), so the session
+ * never sees the header; a timeout or a stop in that state closes without a word.
  *
  * Limits: every client-grown resource is bounded by the config: line length, recipients,
  * message size, errors, time per phase and per session (DESIGN.md invariant 6).
@@ -36,6 +50,8 @@ enum smtp_state {
 	SMTP_ST_BDAT,      /* reading a BDAT chunk's counted bytes */
 	SMTP_ST_COMMIT,    /* message handed to the spool, waiting for its fdatasync */
 	SMTP_ST_TLS,       /* TLS handshake (implicit TLS, or after STARTTLS); no input yet */
+	SMTP_ST_PROXY,     /* waiting for the PROXY protocol header (conn.c); not started yet */
+	SMTP_ST_AUTH,      /* AUTH sent a 334: the next line is the client's SASL response */
 	SMTP_ST_CLOSING,   /* final reply queued; no more input is read */
 };
 
@@ -53,6 +69,9 @@ struct smtp_session {
 	uint8_t esmtp : 1, smtputf8 : 1, body8 : 1, bdat_used : 1, too_big : 1, bad_txn : 1,
 		stop_requested : 1, skip_line : 1;
 	uint8_t bdat_last : 1, bdat_discard : 1, greeted : 1;
+	uint8_t auth_step; /* in SMTP_ST_AUTH: which response comes next (smtp_session.c) */
+	char *auth_user;   /* who authenticated (NUL-terminated); NULL before a successful AUTH */
+	char *auth_login;  /* AUTH LOGIN: the user name, between the two prompts */
 	uint8_t bdat_prev_state; /* the state a discarded chunk's BDAT came in */
 	uint64_t msg_size;       /* bytes stored, Received: included */
 	uint32_t nrcpt;

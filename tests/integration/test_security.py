@@ -248,12 +248,6 @@ def test_a_nul_data_ending_never_yields_a_second_message(ringmx, good_client, en
     assert_serves(ringmx.port)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a NUL in DATA is stored as is (bare_newline covers only bare CR/LF): "
-    "'\\r\\n\\x00.\\r\\n' and '\\r\\n.\\x00\\r\\n' followed by a pipelined transaction get "
-    "'250 queued' and the message is stored and would be relayed with the NUL line intact; a "
-    "next hop that drops NULs reads CRLF.CRLF there and runs the smuggled transaction. Issue 6 "
-    "section 4 asks for the bad message to be rejected (554 5.6.0 at the real end)."))
 @pytest.mark.parametrize("ending", NUL_ENDINGS, ids=NUL_IDS)
 def test_a_nul_data_ending_is_rejected_like_a_bare_newline(ringmx, ending):
     end, noop = smuggle_split(ringmx, ending, len(ending))
@@ -542,11 +536,6 @@ def test_a_relay_probe_of_many_pipelined_rcpts_is_cut_at_max_errors_and_nothing_
 
 
 @pytest.mark.outbound
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: RCPT TO:<postmaster> (no domain) is accepted with 250 as RFC 5321 4.5.1 requires, "
-    "but delivery then bounces it: event=bounced rcpt=postmaster relay=none dsn=5.1.2 "
-    "reply=\"cannot resolve : not a valid domain name\" and a DSN goes to the sender "
-    "(backscatter); it should be delivered to the local postmaster."))
 def test_postmaster_without_a_domain_is_delivered_locally_not_bounced(ringmx_factory):
     from outbound import events, wait_until
     srv = ringmx_factory(deliver={"local": "maildir", "idle_timeout": "1"},
@@ -706,13 +695,6 @@ def test_slow_senders_are_cut_by_timeout_data_and_by_the_session_deadline(ringmx
     assert_serves(srv.port)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the 421 4.4.2 of timeout_session is logged (event=reject reason=session_timeout) "
-    "but never sent when the client is sending at that moment: the connection gets a FIN "
-    "with no reply. Likely cause: conn_close_after_flush() arms its close backstop through "
-    "conn_set_timeout_ms(), which clamps it to session_deadline_ms, already past at a "
-    "session timeout, so the backstop fires at once and conn_close() runs before the 421 "
-    "is flushed. DESIGN invariant 6: a clear SMTP reply, then a close."))
 def test_a_client_sending_at_the_session_deadline_still_gets_the_421(ringmx_factory):
     srv = ringmx_factory(server={"timeout_data": "1", "timeout_command": "1",
                                  "timeout_greeting": "1", "timeout_session": "1"})

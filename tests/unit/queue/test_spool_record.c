@@ -154,7 +154,7 @@ Test(spool_record, round_trip_keeps_every_field)
 	struct spool_envelope env = {
 	    .qid = 0xfedcba9876543210ull,
 	    .arrival_ms = 1717171717171ull,
-	    .flags = SPOOL_F_8BITMIME | SPOOL_F_SMTPUTF8 | SPOOL_F_BINARY,
+	    .flags = SPOOL_F_8BITMIME | SPOOL_F_SMTPUTF8 | SPOOL_F_BINARY | SPOOL_F_AUTH,
 	    .helo = S("client.example"),
 	    .client = S("[2001:db8::1]"),
 	    .from = S("sender@example.com"),

@@ -17,6 +17,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "server/auth.h"
 #include "server/config.h"
 
 static char err[1024];
@@ -180,6 +181,11 @@ Test(config, defaults_apply_when_keys_are_absent)
 	cr_assert_eq(cfg->nrelay_networks, 2);
 	cr_assert(config_addr_may_relay(cfg, sa("127.1.2.3")));
 	cr_assert(config_addr_may_relay(cfg, sa("::1")));
+	cr_assert_not(cfg->proxy_protocol);
+	cr_assert_eq(cfg->nproxy_networks, 2);
+	cr_assert(config_addr_may_proxy(cfg, sa("127.0.0.1")));
+	cr_assert(config_addr_may_proxy(cfg, sa("::1")));
+	cr_assert_not(config_addr_may_proxy(cfg, sa("192.0.2.1")));
 	cr_assert_str_eq(cfg->recipients_path, "");
 	cr_assert_null(cfg->recipients);
 	cr_assert_str_eq(cfg->dns_resolvers, "", "empty: the resolver reads /etc/resolv.conf");
@@ -564,6 +570,9 @@ static const struct bad bad_values[] = {
     {"accept", "domains", ".", "\".\" is not a domain name"},
     {"accept", "relay_networks", "10.0.0.0/33", "\"10.0.0.0/33\" is not an address"},
     {"accept", "relay_networks", "example.com", "\"example.com\" is not an address"},
+    {"server", "proxy_protocol", "v2", "expected yes or no (or true, false, 1, 0), got \"v2\""},
+    {"server", "proxy_networks", "10.0.0.0/33", "\"10.0.0.0/33\" is not an address"},
+    {"server", "proxy_networks", "haproxy.example", "\"haproxy.example\" is not an address"},
     {"dns", "resolvers", "dns.example.com", "\"dns.example.com\" is not addr[:port]"},
     {"dns", "resolvers", "127.0.0.1:0", "\"127.0.0.1:0\" is not addr[:port]"},
     {"dns", "resolvers", "127.0.0.1:65536", "is not addr[:port]"},
@@ -655,6 +664,13 @@ static const struct bad bad_values[] = {
     {"tls", "ciphers", "HIGH !aNULL", "expected an OpenSSL cipher list"},
     {"tls", "min_version", "1.1", "expected 1.2 or 1.3, got \"1.1\""},
     {"tls", "min_version", "TLSv1.3", "expected 1.2 or 1.3"},
+    {"server", "submission_listen", "localhost:587", "\"localhost:587\" is not addr:port"},
+    {"server", "submission_listen_tls", "*:0", "\"*:0\" is not addr:port"},
+    {"auth", "users", "", "expected a path, got \"\""},
+    {"auth", "sender_policy", "mine", "expected own or any, got \"mine\""},
+    {"auth", "max_failures", "0", "\"0\" is out of range, expected 1 to 10000"},
+    {"auth", "failure_window", "0", "\"0\" is out of range, expected 1 to 86400 seconds"},
+    {"auth", "failure_window", "2d", "expected a duration in seconds"},
 };
 
 Test(config, bad_values_are_rejected_for_every_typed_key)
@@ -997,6 +1013,48 @@ Test(config, empty_relay_networks_lets_no_one_relay)
 	cr_assert_not(config_addr_may_relay(cfg, sa("127.0.0.1")));
 	cr_assert_not(config_addr_may_relay(cfg, sa("::1")));
 	config_free(cfg);
+}
+
+/* ---- proxy_protocol and proxy_networks ------------------------------------------------------ */
+
+Test(config, proxy_protocol_and_proxy_networks_are_read)
+{
+	struct config *cfg = load("[server]\nproxy_protocol = yes\n"
+				  "proxy_networks = 10.1.0.0/16, 2001:db8::5\n");
+
+	cr_assert(cfg->proxy_protocol);
+	cr_assert_eq(cfg->nproxy_networks, 2);
+	cr_assert(config_addr_may_proxy(cfg, sa("10.1.2.3")));
+	cr_assert(config_addr_may_proxy(cfg, sa("::ffff:10.1.2.3")));
+	cr_assert(config_addr_may_proxy(cfg, sa("2001:db8::5")));
+	cr_assert_not(config_addr_may_proxy(cfg, sa("2001:db8::6")));
+	cr_assert_not(config_addr_may_proxy(cfg, sa("127.0.0.1")), "the list replaces the default");
+	/* the two lists are apart: a proxy is not a relay client for that */
+	cr_assert_not(config_addr_may_relay(cfg, sa("10.1.2.3")));
+	config_free(cfg);
+}
+
+Test(config, proxy_protocol_with_empty_proxy_networks_is_rejected_but_an_empty_list_alone_is_not)
+{
+	assert_error("[server]\nproxy_protocol = yes\nproxy_networks =\n",
+		     "test.conf:3: [server] proxy_protocol = yes with an empty proxy_networks would "
+		     "refuse every connection");
+	struct config *cfg = load("[server]\nproxy_networks =\n");
+
+	cr_assert_eq(cfg->nproxy_networks, 0);
+	cr_assert_not(config_addr_may_proxy(cfg, sa("127.0.0.1")));
+	config_free(cfg);
+}
+
+Test(config, proxy_keys_are_taken_on_reload)
+{
+	struct config *a = load("");
+	struct config *b = load("[server]\nproxy_protocol = yes\nproxy_networks = 10.0.0.1\n");
+	char buf[256];
+
+	cr_assert_eq(config_restart_changes(a, b, buf, sizeof buf), 0, "%s", buf);
+	config_free(a);
+	config_free(b);
 }
 
 /* ---- domains and recipients --------------------------------------------------------------- */
@@ -2086,6 +2144,137 @@ Test(config, control_socket_and_deliver_enabled_need_a_restart_other_delivery_ke
 	config_free(c);
 }
 
+/* ---- Submission and [auth] ----------------------------------------------------------------- */
+
+#define SHA512_SECRET                                                                          \
+	"$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.P" \
+	"q.H91p5hVO1"
+
+/* A config text with a certificate in tmpdir, the submission keys given and [auth] users =
+ * tmpdir/users (when users is not NULL), then `more`. */
+static const char *
+submission_text(const char *server, const char *users, const char *more)
+{
+	static char text[2048];
+	int n = snprintf(text, sizeof text,
+			 "[server]\nlisten = 127.0.0.1:25\n%s\n[tls]\ncert = %s/mx.crt\n"
+			 "key = %s/mx.key\n",
+			 server, tmpdir, tmpdir);
+	if (users)
+		n += snprintf(text + n, sizeof text - (size_t)n, "[auth]\nusers = %s/%s\n", tmpdir,
+			      users);
+	snprintf(text + n, sizeof text - (size_t)n, "%s", more);
+	return text;
+}
+
+Test(config, submission_listeners_are_flagged_and_load_the_users_file)
+{
+	struct config *cfg;
+
+	make_tmpdir();
+	write_cert("mx");
+	write_file("users",
+		   "# users\nalice:" SHA512_SECRET "\nbob@example.com:" SHA512_SECRET "\n");
+	cfg = load(submission_text("submission_listen = 127.0.0.1:587 [::1]:587\n"
+				   "submission_listen_tls = 127.0.0.1:465\nlisten_tls = *:4465",
+				   "users", ""));
+	cr_assert_eq(cfg->nlisten, 3);
+	cr_assert_not(cfg->listen[0].submission);
+	cr_assert(cfg->listen[1].submission && cfg->listen[2].submission);
+	cr_assert_str_eq(cfg->listen[2].text, "[::1]:587");
+	cr_assert_eq(cfg->nlisten_tls, 2);
+	cr_assert(cfg->listen_tls[0].submission != cfg->listen_tls[1].submission);
+	cr_assert_eq(auth_users_count(cfg->auth_users), 2);
+	cr_assert(auth_users_verify(cfg->auth_users, "alice", 5, "secret", 6));
+	cr_assert_eq(cfg->auth_sender_policy, CONFIG_SENDER_OWN);
+	cr_assert_eq(cfg->auth_max_failures, 5);
+	cr_assert_eq(cfg->auth_failure_window, 300);
+	config_free(cfg);
+
+	cfg = load(submission_text("submission_listen = 127.0.0.1:587", "users",
+				   "sender_policy = any\nmax_failures = 3\nfailure_window = 1h\n"));
+	cr_assert_eq(cfg->auth_sender_policy, CONFIG_SENDER_ANY);
+	cr_assert_eq(cfg->auth_max_failures, 3);
+	cr_assert_eq(cfg->auth_failure_window, 3600);
+	config_free(cfg);
+	remove_tmpdir();
+}
+
+Test(config, without_auth_there_is_no_submission_and_no_users)
+{
+	struct config *cfg = config_load_default(err, sizeof err);
+
+	cr_assert_not_null(cfg, "%s", err);
+	cr_assert_null(cfg->auth_users);
+	for (unsigned i = 0; i < cfg->nlisten; i++)
+		cr_assert_not(cfg->listen[i].submission);
+	cr_assert_eq(cfg->auth_sender_policy, CONFIG_SENDER_OWN);
+	config_free(cfg);
+}
+
+Test(config, submission_needs_tls_and_users_and_users_need_submission)
+{
+	make_tmpdir();
+	write_cert("mx");
+	write_file("users", "alice:" SHA512_SECRET "\n");
+	assert_error("[server]\nsubmission_listen = 127.0.0.1:587\n",
+		     "test.conf:2: [server] submission_listen: submission needs [tls] cert and key "
+		     "(AUTH is offered only over TLS)");
+	assert_error("[server]\nsubmission_listen_tls = 127.0.0.1:465\n",
+		     "test.conf:2: [server] submission_listen_tls: implicit TLS needs [tls] cert "
+		     "and key");
+	assert_error(submission_text("submission_listen = 127.0.0.1:587", NULL, ""),
+		     "test.conf:3: [server] submission_listen: submission needs [auth] users (the "
+		     "users file)");
+	assert_error_has(submission_text("", "users", ""),
+			 "[auth] users: set, but no [server] submission_listen or "
+			 "submission_listen_tls address would use it");
+	assert_error_has(submission_text("submission_listen = 127.0.0.1:25", "users", ""),
+			 "[server] submission_listen: \"127.0.0.1:25\" is the same address as "
+			 "\"127.0.0.1:25\" (a listener is submission or not, not both)");
+	assert_error_has(submission_text("submission_listen = 127.0.0.1:587", "nope", ""),
+			 "[auth] users: cannot open");
+	remove_tmpdir();
+}
+
+Test(config, a_bad_users_line_is_an_error_at_that_file_and_line)
+{
+	char want[256];
+
+	make_tmpdir();
+	write_cert("mx");
+	write_file("users", "alice:" SHA512_SECRET "\n\nbob:$1$saltsalt$9xy1btjgzLYfb7hivXtC//\n");
+	snprintf(want, sizeof want, "%s/users:3: a weak hash method", tmpdir);
+	assert_error_has(submission_text("submission_listen = 127.0.0.1:587", "users", ""), want);
+	write_file("users", "alice:" SHA512_SECRET "\nalice:" SHA512_SECRET "\n");
+	snprintf(want, sizeof want, "%s/users:2: user alice is already on line 1", tmpdir);
+	assert_error(submission_text("submission_listen = 127.0.0.1:587", "users", ""), want);
+	remove_tmpdir();
+}
+
+Test(config, submission_listeners_need_a_restart_and_auth_keys_do_not)
+{
+	struct config *a, *b, *c;
+	char buf[256];
+
+	make_tmpdir();
+	write_cert("mx");
+	write_file("users", "alice:" SHA512_SECRET "\n");
+	a = load(submission_text("submission_listen = 127.0.0.1:587", "users", ""));
+	b = load(submission_text("submission_listen = 127.0.0.1:587", "users",
+				 "sender_policy = any\nmax_failures = 9\n"));
+	c = load(submission_text("submission_listen = 127.0.0.1:588\n"
+				 "submission_listen_tls = 127.0.0.1:465",
+				 "users", ""));
+	cr_assert_eq(config_restart_changes(a, b, buf, sizeof buf), 0, "%s", buf);
+	cr_assert_eq(config_restart_changes(a, c, buf, sizeof buf), 2);
+	cr_assert_str_eq(buf, "[server] submission_listen, [server] submission_listen_tls");
+	config_free(a);
+	config_free(b);
+	config_free(c);
+	remove_tmpdir();
+}
+
 /* ---- Documentation ------------------------------------------------------------------------ */
 
 static char *
@@ -2135,6 +2324,14 @@ Test(config, docs_describe_every_key_in_its_section)
 	    {"server", "control_socket"},
 	    {"server", "tls"},
 	    {"server", "listen_tls"},
+	    {"server", "submission_listen"},
+	    {"server", "submission_listen_tls"},
+	    {"auth", "users"},
+	    {"auth", "sender_policy"},
+	    {"auth", "max_failures"},
+	    {"auth", "failure_window"},
+	    {"server", "proxy_protocol"},
+	    {"server", "proxy_networks"},
 	    {"tls", "cert"},
 	    {"tls", "key"},
 	    {"tls", "ciphers"},

@@ -25,7 +25,8 @@ parse_guarded(const char *src, size_t len, size_t max_line, struct smtp_cmd *cmd
 
 	/* Rebase the slices onto src so they stay valid after the guard goes. */
 	if (n > 0) {
-		struct smtp_slice *s[] = {&cmd->line, &cmd->arg, &cmd->path, &cmd->params};
+		struct smtp_slice *s[] = {&cmd->line,	   &cmd->arg,	    &cmd->path,
+					  &cmd->params,	   &cmd->auth_mech, &cmd->auth_resp};
 		for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++) {
 			if (s[i]->p != NULL) {
 				cr_assert(s[i]->p >= g.p && s[i]->p + s[i]->len <= g.p + n);
@@ -339,6 +340,110 @@ Test(smtp_parse, helo_ehlo_vrfy_expn_etrn_auth_need_an_argument)
 		BAD("ETRN\r\n", ARG_MISSING, ETRN), BAD("AUTH\r\n", ARG_MISSING, AUTH),
 	};
 	CHECK_ROWS(rows);
+}
+
+/* AUTH mechanism [initial-response] (RFC 4954 4), each form also cut at every byte. */
+static void
+check_auth(const char *in, const char *mech, const char *resp)
+{
+	struct row r = {.in = in, .len = strlen(in), .verb = SMTP_VERB_AUTH};
+	struct smtp_cmd cmd;
+
+	check_row(&r);
+	cr_assert_eq(parse_guarded(in, strlen(in), MAX_LINE, &cmd), (long)strlen(in));
+	assert_slice(cmd.auth_mech, mech);
+	assert_slice(cmd.auth_resp, resp);
+}
+
+Test(smtp_parse, auth_splits_the_mechanism_from_its_initial_response)
+{
+	check_auth("AUTH PLAIN\r\n", "PLAIN", "");
+	check_auth("auth login\r\n", "login", "");
+	check_auth("AUTH PLAIN AGJvYgBwdw==\r\n", "PLAIN", "AGJvYgBwdw==");
+	check_auth("AUTH LOGIN =\r\n", "LOGIN", "=");
+	check_auth("AUTH\tSCRAM-SHA-256 \t biws \r\n", "SCRAM-SHA-256", "biws");
+	check_auth("AUTH X_ABCDEFGHIJKLMNOPQR\r\n", "X_ABCDEFGHIJKLMNOPQR", ""); /* 20 chars */
+	/* not base64: the session decodes it and answers 501 5.5.2 */
+	check_auth("AUTH PLAIN !!!\r\n", "PLAIN", "!!!");
+}
+
+Test(smtp_parse, auth_with_a_bad_mechanism_or_two_responses_is_a_syntax_error)
+{
+	static const struct row rows[] = {
+		BAD("AUTH PLAIN a b\r\n", SYNTAX, AUTH),
+		BAD("AUTH PL@IN\r\n", SYNTAX, AUTH),
+		BAD("AUTH =\r\n", SYNTAX, AUTH),
+		BAD("AUTH X_ABCDEFGHIJKLMNOPQRS\r\n", SYNTAX, AUTH), /* 21 chars */
+		BAD("AUTH \r\n", ARG_MISSING, AUTH),
+	};
+	struct smtp_cmd cmd;
+
+	CHECK_ROWS(rows);
+	cr_assert_eq(parse_guarded("AUTH PLAIN a b\r\n", 16, MAX_LINE, &cmd), 16);
+	cr_assert_eq(cmd.auth_mech.len, 0);
+	cr_assert_eq(cmd.auth_resp.len, 0);
+}
+
+/* smtp_parse_line: an AUTH continuation line, with the bounds and byte rules of a command. */
+static long
+line_guarded(const char *src, size_t len, size_t max_line, struct smtp_slice *line,
+	     enum smtp_parse_error *err)
+{
+	struct guard g = guard_place(src, len);
+	long n = smtp_parse_line(g.p, len, max_line, line, err);
+
+	if (n > 0) {
+		cr_assert(line->p >= g.p && line->p + line->len <= g.p + n);
+		line->p = src + (line->p - g.p);
+	}
+	guard_free(&g);
+	return n;
+}
+
+Test(smtp_parse, a_response_line_is_read_whole_with_the_command_byte_rules)
+{
+#define LINE(in, line, err) {in, sizeof(in) - 1, line, sizeof(line) - 1, SMTP_ERR_##err}
+	static const struct {
+		const char *in;
+		size_t len;
+		const char *line;
+		size_t line_len;
+		enum smtp_parse_error err;
+	} rows[] = {
+		LINE("AGJvYgBwdw==\r\n", "AGJvYgBwdw==", NONE),
+		LINE("*\r\n", "*", NONE),
+		LINE("\r\n", "", NONE),
+		LINE("HELO x y\r\n", "HELO x y", NONE), /* not parsed as a verb */
+		LINE("abc\n", "abc", BARE_LF),
+		LINE("a\0b\r\n", "a\0b", BAD_CHAR),
+		LINE("a\rb\r\n", "a\rb", BAD_CHAR),
+	};
+#undef LINE
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+		struct smtp_slice line;
+		enum smtp_parse_error err;
+
+		for (size_t k = 0; k < rows[i].len; k++)
+			cr_assert_eq(line_guarded(rows[i].in, k, MAX_LINE, &line, &err), 0,
+				     "row %zu cut at %zu", i, k);
+		cr_assert_eq(line_guarded(rows[i].in, rows[i].len, MAX_LINE, &line, &err),
+			     (long)rows[i].len, "row %zu", i);
+		cr_assert_eq(err, rows[i].err, "row %zu: error %d", i, err);
+		cr_assert_eq(line.len, rows[i].line_len, "row %zu: line length %zu", i, line.len);
+		cr_assert_eq(memcmp(line.p, rows[i].line, line.len), 0, "row %zu", i);
+	}
+}
+
+Test(smtp_parse, a_response_line_without_an_end_within_max_line_is_too_long)
+{
+	char big[MAX_LINE + 8];
+	struct smtp_slice line;
+	enum smtp_parse_error err;
+
+	memset(big, 'A', sizeof big);
+	cr_assert_eq(line_guarded(big, MAX_LINE - 1, MAX_LINE, &line, &err), 0);
+	cr_assert_eq(line_guarded(big, MAX_LINE, MAX_LINE, &line, &err), SMTP_PARSE_TOO_LONG);
+	cr_assert_eq(line_guarded(big, sizeof big, MAX_LINE, &line, &err), SMTP_PARSE_TOO_LONG);
 }
 
 Test(smtp_parse, data_rset_quit_starttls_refuse_arguments)
