@@ -99,7 +99,7 @@ FUZZ_DIR     ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=all \
 		-std=c11 -Wall -Wextra -Werror -Wshadow -D_GNU_SOURCE -I.
-FUZZ_NAMES   := smtp_parse smtp_data spool_record smtp_reply dns_answer body_encode
+FUZZ_NAMES   := smtp_parse smtp_data spool_record smtp_reply dns_answer body_encode proxy sasl
 fuzz_smtp_parse_SRC   := server/smtp_parse.c
 fuzz_smtp_data_SRC    := server/smtp_data.c
 fuzz_spool_record_SRC := queue/spool_record.c queue/crc32c.c
@@ -107,6 +107,8 @@ fuzz_smtp_reply_SRC   := queue/smtp_reply.c
 fuzz_dns_answer_SRC   := dns/dns_packet.c
 fuzz_dns_answer_LIBS  := -lldns
 fuzz_body_encode_SRC  := queue/body_encode.c
+fuzz_proxy_SRC        := server/proxy.c
+fuzz_sasl_SRC         := server/sasl.c
 FUZZ_BINS := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_NAMES))
 fuzz_objs = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(fuzz_$(1)_SRC))
 .SECONDARY: $(foreach n,$(FUZZ_NAMES),$(call fuzz_objs,$(n)))
