@@ -441,7 +441,13 @@ emit(struct dlv_conn *c, uint32_t k)
 	case EX_BODY:
 		if (k > 0 && c->exp[k - 1] == EX_DATA) {
 			/* after 354: the dot-stuffed body and its terminator */
-			size_t need = c->naccepted ? body_encode_data_size(c->body, m->v.msg_len) : 3;
+			/* small bodies: room for the worst case (every byte a bare line end: 2 len
+			 * + 5), so they are scanned once, while written; large ones are measured
+			 * first rather than doubling their buffer */
+			size_t len = m->v.msg_len;
+			size_t need = !c->naccepted	 ? 3
+				      : len <= 1u << 20 ? 2 * len + 5
+							 : body_encode_data_size(c->body, len);
 			if (!out_reserve(c, need))
 				break;
 			if (c->naccepted)

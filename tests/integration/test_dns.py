@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import BIN, ROOT, free_port
+from conftest import BIN, ROOT
 
 ZONE = os.path.join(ROOT, "tests", "integration", "dns", "test.zone")
 OTHER_ZONE = os.path.join(ROOT, "tests", "integration", "dns", "other.zone")
@@ -31,56 +31,13 @@ def free_udp_port():
 
 @pytest.fixture(scope="module")
 def nsd(tmp_path_factory):
-    d = tmp_path_factory.mktemp("nsd")
-    port = free_port()
-    shutil.copy(ZONE, d / "test.zone")
-    shutil.copy(OTHER_ZONE, d / "other.zone")
-    conf = d / "nsd.conf"
-    conf.write_text(f"""server:
-  ip-address: 127.0.0.1
-  port: {port}
-  username: ""
-  chroot: ""
-  zonesdir: "{d}"
-  pidfile: "{d}/nsd.pid"
-  database: ""
-  zonelistfile: "{d}/zone.list"
-  xfrdfile: "{d}/xfrd.state"
-  xfrdir: "{d}"
-  logfile: "{d}/nsd.log"
-  server-count: 1
-  # no response rate limiting: it would truncate and drop the lookup storm's answers
-  rrl-ratelimit: 0
-remote-control:
-  control-enable: no
-zone:
-  name: "test."
-  zonefile: "test.zone"
-zone:
-  name: "other."
-  zonefile: "other.zone"
-""")
-    proc = subprocess.Popen(["nsd", "-d", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    # Ready once it logs that it started and answers a query (drill is from ldnsutils).
-    log = d / "nsd.log"
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        if log.exists() and "nsd started" in log.read_text():
-            try:
-                r = subprocess.run(["drill", "-p", str(port), "SOA", "test.", "@127.0.0.1"],
-                                   capture_output=True, text=True, timeout=3)
-                if "NOERROR" in r.stdout:
-                    break
-            except subprocess.TimeoutExpired:
-                pass
-        time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("nsd did not answer: %s" % (d / "nsd.log").read_text())
-    yield port
-    proc.terminate()
-    proc.wait(timeout=10)
+    """nsd serving test. and other. (outbound.Nsd: the PEERS.md recipe, without response rate
+    limiting, which would truncate and drop the lookup storm's answers)."""
+    from outbound import Nsd
+    server = Nsd(tmp_path_factory.mktemp("nsd"), zones={"test.": ZONE, "other.": OTHER_ZONE})
+    server.start()
+    yield server.port
+    server.stop()
 
 
 def skip_name(msg, off):

@@ -5,6 +5,7 @@
 #ifndef RINGMX_TESTS_SPOOL_FIXTURE_H
 #define RINGMX_TESTS_SPOOL_FIXTURE_H
 
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,6 +16,21 @@
 #include "queue/spool_record.h"
 
 #define S(lit) ((struct spool_str){(lit), sizeof(lit) - 1})
+
+/* Removes the files in a temp directory (not the directory); a missing one is fine. */
+static inline void
+fixture_dir_empty(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			unlinkat(dirfd(d), de->d_name, 0);
+	closedir(d);
+}
 
 /* Builds a record for env with msg as the message into buf; returns its total length. */
 static inline size_t

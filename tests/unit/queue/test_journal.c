@@ -20,6 +20,7 @@
 #include "queue/journal.h"
 #include "queue/qmsg.h"
 #include "queue/spool_scan.h"
+#include "tests/unit/queue/spool_fixture.h"
 
 /* journal.c's checksum seed (private there): an all-zero region is not a valid entry. */
 #define TEST_JOURNAL_SALT 0x4a524e4cu
@@ -45,28 +46,14 @@ tmpdir_make(void)
 }
 
 static void
-dir_empty(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *de;
-
-	if (d == NULL)
-		return;
-	while ((de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			unlinkat(dirfd(d), de->d_name, 0);
-	closedir(d);
-}
-
-static void
 tmpdir_remove(void)
 {
 	for (int i = 0; i < 2; i++)
 		if (dirfds[i] >= 0)
 			close(dirfds[i]);
-	dir_empty(defdir);
+	fixture_dir_empty(defdir);
 	rmdir(defdir);
-	dir_empty(tmpdir);
+	fixture_dir_empty(tmpdir);
 	rmdir(tmpdir);
 }
 

@@ -40,25 +40,11 @@ tmpdir_make(void)
 }
 
 static void
-dir_empty(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *de;
-
-	if (d == NULL)
-		return;
-	while ((de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			unlinkat(dirfd(d), de->d_name, 0);
-	closedir(d);
-}
-
-static void
 tmpdir_remove(void)
 {
-	dir_empty(defdir);
+	fixture_dir_empty(defdir);
 	rmdir(defdir);
-	dir_empty(tmpdir);
+	fixture_dir_empty(tmpdir);
 	rmdir(tmpdir);
 }
 
