@@ -22,7 +22,7 @@ endif
 PROGS := $(BIN)/ringmx $(BIN)/ringmx-spool $(BIN)/ringmxctl $(BIN)/ringmx-bench $(BIN)/ringmx-sink $(BIN)/ringmx-resolve
 UNIT_SRC := $(wildcard tests/unit/*/test_*.c)
 
-.PHONY: all run test unit integration check-asan clean deps test-deps fmt
+.PHONY: all run test check unit integration check-asan clean deps test-deps fmt
 all: $(PROGS)
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
@@ -71,12 +71,19 @@ unit: $(BUILD)/test-unit
 integration: all
 	/usr/bin/python3 -m pytest -q tests/integration
 
-# Every test: unit tests (Criterion), then integration tests against the real binaries
-# (pytest, whose summary line ends the run).
-test: test-deps
+# The suite on the optimised build: unit tests (Criterion), then integration tests against the
+# real binaries (pytest). The quick loop while developing.
+check: test-deps
 	@$(MAKE) --no-print-directory all $(BUILD)/test-unit
 	$(BUILD)/test-unit --jobs 2
 	/usr/bin/python3 -m pytest -q tests/integration
+
+# Every test, as CI runs it (.ci/run): the suite on the optimised build, then the same suite
+# under the sanitizers. Sequential, not parallel: the integration tests load both cores.
+test: test-deps
+	@$(MAKE) --no-print-directory check
+	@$(MAKE) --no-print-directory check-asan
+	@echo "make test: the suite passed on the optimised build and under ASan + UBSan"
 
 # The same tests under AddressSanitizer + UndefinedBehaviorSanitizer, in their own build tree.
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

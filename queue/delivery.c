@@ -1111,9 +1111,32 @@ mesh_site_slot(struct delivery_mesh *m, const char *key)
 	return &overflow;
 }
 
-static struct dlv_site *
-site_get(struct delivery *d, const char *key, bool *created)
+/* A site is a set of MX hosts and a TLS policy: domains that ask more of TLS than "optional"
+ * never share connections with domains that ask less (a connection made under `tls =
+ * optional` is no place for mail of a `tls = dane` domain). Names the site key in `key`. */
+static const char *
+site_key(char *key, size_t cap, const char *hosts, enum config_tls_policy tls)
 {
+	static const char *const names[] = {
+	    [CONFIG_TLS_OPTIONAL] = "", [CONFIG_TLS_REQUIRED] = " tls=required",
+	    [CONFIG_TLS_NONE] = " tls=none", [CONFIG_TLS_VERIFY] = " tls=verify",
+	    [CONFIG_TLS_DANE] = " tls=dane",
+	};
+	snprintf(key, cap, "%s%s", hosts, names[tls]);
+	return key;
+}
+
+static enum config_tls_policy
+dom_tls(const struct delivery *d, const struct dlv_domain *dom)
+{
+	return config_policy_find(d->cfg, dom->name)->tls;
+}
+
+static struct dlv_site *
+site_get(struct delivery *d, const char *hosts, enum config_tls_policy tls, bool *created)
+{
+	char key[sizeof ((struct dlv_site *)0)->key];
+	site_key(key, sizeof key, hosts, tls);
 	uint32_t h = hash_lower(key, strlen(key));
 	struct dlv_site **bucket = &d->site_tab[h & d->site_mask];
 	*created = false;
@@ -1430,7 +1453,7 @@ route_done(void *arg, struct dns_route *rt)
 	if (o < sizeof key)
 		snprintf(key + o, sizeof key - o, ":%u", port);
 	bool created;
-	struct dlv_site *s = site_get(d, key, &created);
+	struct dlv_site *s = site_get(d, key, dom_tls(d, dom), &created);
 	if (!s) {
 		dom_fail_ready(d, dom, false, "4.3.0", "out of memory");
 		dns_route_free(rt);
@@ -1482,7 +1505,7 @@ hop_addr_done(void *arg, int status, const struct dns_answer *ans, bool from_cac
 	char key[512];
 	config_hop_text(&rc->hop, key, sizeof key);
 	bool created;
-	struct dlv_site *s = site_get(d, key, &created);
+	struct dlv_site *s = site_get(d, key, dom_tls(d, dom), &created);
 	if (!s) {
 		dom_fail_ready(d, dom, false, "4.3.0", "out of memory");
 		free(rc);
@@ -1503,7 +1526,7 @@ hop_addr_done(void *arg, int status, const struct dns_answer *ans, bool from_cac
 
 /* A site for a hop with an address literal or a unix socket: no DNS. */
 static struct dlv_site *
-site_for_literal(struct delivery *d, const struct config_hop *hop)
+site_for_literal(struct delivery *d, const struct dlv_domain *dom, const struct config_hop *hop)
 {
 	char key[512];
 	config_hop_text(hop, key, sizeof key);
@@ -1518,7 +1541,7 @@ site_for_literal(struct delivery *d, const struct config_hop *hop)
 			return NULL;
 	}
 	bool created;
-	struct dlv_site *s = site_get(d, key, &created);
+	struct dlv_site *s = site_get(d, key, dom_tls(d, dom), &created);
 	if (!s || !created)
 		return s;
 	s->lmtp = hop->kind == CONFIG_HOP_LMTP;
@@ -1567,7 +1590,7 @@ dom_route(struct delivery *d, struct dlv_domain *dom)
 		return;
 	}
 	if (hop.kind != CONFIG_HOP_MX) {
-		struct dlv_site *s = site_for_literal(d, &hop);
+		struct dlv_site *s = site_for_literal(d, dom, &hop);
 		if (s) {
 			dom_attach(d, dom, s);
 			return;
@@ -1882,10 +1905,14 @@ delivery_new(const struct delivery_params *p, char *err, size_t err_len)
 	d->res = dns_resolver_new(&rp, &p->loop->ring, (uint64_t)p->op_dns << 56, err, err_len);
 	if (!d->res)
 		goto fail;
-	d->tls_ctx = tls_client_ctx_new();
-	if (!d->tls_ctx)
-		log_msg(LOG_WARN, "tls_client", "no TLS client context: outbound mail goes in the "
-			"clear, and to tls = required destinations not at all");
+	char tls_err[200];
+	d->tls_ctx = tls_client_ctx_new(cfg->tls_ca_file, tls_err, sizeof tls_err);
+	if (!d->tls_ctx && log_start(LOG_WARN, "tls_client")) {
+		log_str("error", tls_err);
+		log_str("effect", "outbound mail goes in the clear, and to destinations with tls = "
+			"required, verify or dane (where TLSA records exist) not at all");
+		log_finish();
+	}
 	return d;
 fail:
 	delivery_free(d);

@@ -11,6 +11,7 @@
 
 #include "dns/dns_resolver.h"
 #include "dns/dns_route.h"
+#include "dns/dns_tlsa.h"
 #include "queue/delivery.h"
 #include "queue/journal.h"
 #include "queue/qmsg.h"
@@ -132,7 +133,7 @@ struct dlv_site {
 };
 
 enum conn_state {
-	OC_CONNECT = 1, OC_BANNER, OC_EHLO, OC_HELO, OC_STARTTLS, OC_TLSHAKE, /* before a transaction */
+	OC_CONNECT = 1, OC_BANNER, OC_EHLO, OC_HELO, OC_TLSA, OC_STARTTLS, OC_TLSHAKE, /* before a transaction */
 	OC_READY, OC_IDLE, OC_TXN, OC_BODY,
 	OC_QUIT, OC_CLOSING,
 };
@@ -185,6 +186,13 @@ struct dlv_conn {
 	bool drop_input;            /* discard the rest of this read (after the 220 to STARTTLS) */
 	char *cout;
 	size_t cout_len, cout_sent, cout_cap;
+	/* tls = dane: the TLSA records of tlsa_host, looked up while connecting (OC_TLSA waits) */
+	struct dns_tlsa *tlsa;
+	bool tlsa_pending;
+	int tlsa_err;               /* the lookup could not start: -errno */
+	uint32_t tlsa_seq;          /* which lookup is the current one */
+	char tlsa_host[256];
+	uint8_t tls_need;           /* enum tls_need (smtp_out.c), settled after EHLO */
 };
 
 /* ---- the delivery ---- */

@@ -204,6 +204,221 @@ recv_arm(struct dlv_conn *c)
 	c->recv_armed = true;
 }
 
+/* ---- TLS policy and DANE ---- */
+
+/* What a connection needs of TLS, settled after EHLO (tls_settle). */
+enum tls_need {
+	TN_NEVER = 1, /* tls = none */
+	TN_MAY,	      /* opportunistic */
+	TN_MUST,      /* encrypted, not authenticated: tls = required, or dane with only unusable
+		       * TLSA records (RFC 7672 2.2) */
+	TN_VERIFY,    /* encrypted, the certificate valid for the host name (tls = verify) */
+	TN_DANE,      /* encrypted, a TLSA record matching (tls = dane with secure TLSA records) */
+};
+
+static const char *const policy_names[] = {
+    [CONFIG_TLS_OPTIONAL] = "optional", [CONFIG_TLS_REQUIRED] = "required",
+    [CONFIG_TLS_NONE] = "none", [CONFIG_TLS_VERIFY] = "verify", [CONFIG_TLS_DANE] = "dane",
+};
+
+/* Whether DANE can apply to the connection's address at all: a named host over TCP. */
+static bool
+tlsa_applies(const struct dlv_conn *c)
+{
+	unsigned char a[16];
+	return conn_policy(c)->tls == CONFIG_TLS_DANE && c->addr->sa.ss_family != AF_UNIX &&
+	       inet_pton(AF_INET, c->addr->host, a) != 1 &&
+	       inet_pton(AF_INET6, c->addr->host, a) != 1;
+}
+
+struct tlsa_wait {
+	struct delivery *d;
+	uint32_t slot, gen, seq;
+};
+
+static void tls_settle(struct dlv_conn *c);
+
+static void
+on_tlsa(void *arg, struct dns_tlsa *t)
+{
+	struct tlsa_wait w = *(struct tlsa_wait *)arg;
+	free(arg);
+	struct dlv_conn *c = w.d->conns[w.slot];
+	if (!c || c->gen != w.gen || c->tlsa_seq != w.seq || !c->tlsa_pending) {
+		dns_tlsa_free(t); /* the connection is gone, or moved on to another host */
+		return;
+	}
+	c->tlsa_pending = false;
+	c->tlsa = t;
+	if (c->st == OC_TLSA)
+		tls_settle(c);
+}
+
+/* Starts the TLSA lookup of the host the connection is about to try (tls = dane), unless its
+ * answer is already there. A cache hit completes at once. */
+static void
+tlsa_start(struct dlv_conn *c)
+{
+	if (!tlsa_applies(c))
+		return;
+	if ((c->tlsa || c->tlsa_pending) && strcasecmp(c->tlsa_host, c->addr->host) == 0)
+		return;
+	dns_tlsa_free(c->tlsa);
+	c->tlsa = NULL;
+	c->tlsa_err = 0;
+	struct tlsa_wait *w = malloc(sizeof *w);
+	if (!w) {
+		c->tlsa_err = -ENOMEM;
+		return;
+	}
+	*w = (struct tlsa_wait){c->d, c->slot, c->gen, ++c->tlsa_seq};
+	snprintf(c->tlsa_host, sizeof c->tlsa_host, "%s", c->addr->host);
+	uint16_t port = ntohs(c->addr->sa.ss_family == AF_INET6
+				  ? ((struct sockaddr_in6 *)&c->addr->sa)->sin6_port
+				  : ((struct sockaddr_in *)&c->addr->sa)->sin_port);
+	c->tlsa_pending = true;
+	int rc = dns_tlsa_lookup(c->d->res, c->addr->host, port, dlv_now(c->d), on_tlsa, w);
+	if (rc < 0) {
+		free(w);
+		c->tlsa_pending = false;
+		c->tlsa_err = rc;
+	}
+}
+
+/* How many of the TLSA records RFC 7672 lets SMTP use (DANE-TA/DANE-EE, known selector and
+ * matching type); OpenSSL may still refuse a malformed one of them (tls_start). */
+static unsigned
+tlsa_usable(const struct dns_tlsa *t)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < t->nrr; i++) {
+		const struct dns_tlsa_rr *r = &t->rr[i];
+		n += (r->usage == 2 || r->usage == 3) && r->selector <= 1 && r->mtype <= 2;
+	}
+	return n;
+}
+
+/* Settles c->tls_need from the policy and, for dane, the TLSA answer. Returns false when the
+ * connection failed (a TLSA lookup that failed: RFC 7672 2.2 makes it a temporary failure). */
+static bool
+tls_need_settle(struct dlv_conn *c)
+{
+	switch (conn_policy(c)->tls) {
+	case CONFIG_TLS_NONE: c->tls_need = TN_NEVER; return true;
+	case CONFIG_TLS_OPTIONAL: c->tls_need = TN_MAY; return true;
+	case CONFIG_TLS_REQUIRED: c->tls_need = TN_MUST; return true;
+	case CONFIG_TLS_VERIFY: c->tls_need = TN_VERIFY; return true;
+	case CONFIG_TLS_DANE: break;
+	}
+	c->tls_need = TN_MAY;
+	if (!tlsa_applies(c))
+		return true;
+	const struct dns_tlsa *t = c->tlsa;
+	if (c->tlsa_err || !t || t->status == DNS_TLSA_TEMPFAIL) {
+		char why[64];
+		if (c->tlsa_err || !t)
+			snprintf(why, sizeof why, "%s", strerror(-(c->tlsa_err ? c->tlsa_err : -EIO)));
+		else if (t->err == DNS_TLSA_ERR_RCODE)
+			snprintf(why, sizeof why, "DNS rcode %u", (unsigned)t->rcode);
+		else
+			snprintf(why, sizeof why, "%s", t->err == -ETIMEDOUT ? "timeout" : "lookup failed");
+		conn_fail(c, "4.7.5", true, "TLSA lookup for %s failed (%s); tls = dane defers",
+			  c->tlsa_host, why);
+		return false;
+	}
+	if (t->status == DNS_TLSA_NONE)
+		return true;
+	if (!t->secure) {
+		/* RFC 7672 2.2: TLSA records without DNSSEC are as good as none */
+		if (log_start(LOG_INFO, "smtp_out_tlsa_insecure")) {
+			log_str("site", c->site->key);
+			log_str("name", t->name);
+			log_finish();
+		}
+		return true;
+	}
+	c->tls_need = tlsa_usable(t) > 0 ? TN_DANE : TN_MUST;
+	return true;
+}
+
+/* After EHLO (or HELO): STARTTLS, or on in the clear, or fail when the policy needs TLS and
+ * the server does not offer it. With tls = dane it waits for the TLSA answer first. */
+static void
+tls_settle(struct dlv_conn *c)
+{
+	struct delivery *d = c->d;
+	if (c->tlsa_pending) {
+		c->st = OC_TLSA;
+		conn_timer_set(c, (uint64_t)d->cfg->smtp_timeout * 1000);
+		return;
+	}
+	if (!tls_need_settle(c))
+		return;
+	if (!c->tls && c->tls_need != TN_NEVER && c->caps.starttls && d->tls_ctx) {
+		out_printf(c, "STARTTLS\r\n");
+		c->st = OC_STARTTLS;
+		out_flush(c);
+		conn_timer_set(c, (uint64_t)d->cfg->smtp_timeout * 1000);
+		return;
+	}
+	if (!c->tls && c->tls_need >= TN_MUST) {
+		conn_fail(c, "4.7.5", true, "TLS is required ([domain] tls = %s%s) but %s",
+			  policy_names[conn_policy(c)->tls],
+			  c->tls_need == TN_DANE ? ", with TLSA records" : "",
+			  !c->esmtp		? "the server does not speak ESMTP"
+			  : !c->caps.starttls	? "the server does not offer STARTTLS"
+						: "ringmx has no TLS client context (see the log)");
+		return;
+	}
+	c->st = OC_READY;
+	conn_next_txn(c);
+}
+
+/* The 220 to STARTTLS: the TLS client for this connection, set up for its tls_need. */
+static int
+tls_start(struct dlv_conn *c)
+{
+	const char *host = c->addr->host;
+	c->tls = tls_client_new(c->d->tls_ctx, host);
+	if (!c->tls) {
+		conn_fail(c, "4.3.0", false, "out of memory for TLS");
+		return -1;
+	}
+	int rc = 0;
+	if (c->tls_need == TN_VERIFY) {
+		rc = tls_client_require_pkix(c->tls, host);
+	} else if (c->tls_need == TN_DANE) {
+		/* the TLSA base domain is the MX host name (RFC 7672 2.2.2): the name DANE-TA
+		 * certificates must carry, and the SNI */
+		rc = tls_client_dane(c->tls, host);
+		unsigned usable = 0;
+		for (unsigned i = 0; rc == 0 && i < c->tlsa->nrr; i++) {
+			const struct dns_tlsa_rr *r = &c->tlsa->rr[i];
+			int a = tls_client_dane_add(c->tls, r->usage, r->selector, r->mtype, r->data,
+						    r->len);
+			if (a < 0)
+				rc = -1;
+			usable += a > 0;
+		}
+		if (rc == 0 && usable == 0) {
+			/* every record malformed for OpenSSL: unusable, so encrypted without
+			 * authentication (RFC 7672 2.2); a fresh client without DANE */
+			tls_client_free(c->tls);
+			c->tls_need = TN_MUST;
+			c->tls = tls_client_new(c->d->tls_ctx, host);
+			if (!c->tls) {
+				conn_fail(c, "4.3.0", false, "out of memory for TLS");
+				return -1;
+			}
+		}
+	}
+	if (rc < 0) {
+		conn_fail(c, "4.7.5", true, "TLS: %s", tls_client_error(c->tls));
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- connecting ---- */
 
 static int
@@ -219,6 +434,7 @@ conn_connect(struct dlv_conn *c)
 	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&c->addr->sa, c->addr->len);
 	c->st = OC_CONNECT;
 	conn_timer_set(c, (uint64_t)c->d->cfg->connect_timeout * 1000);
+	tlsa_start(c); /* tls = dane: the host's TLSA records, while the connection is made */
 	return 0;
 }
 
@@ -240,6 +456,7 @@ conn_timer_fire(struct timer *t)
 	    [OC_CONNECT] = "connecting", [OC_BANNER] = "waiting for the banner",
 	    [OC_EHLO] = "waiting for the EHLO reply", [OC_HELO] = "waiting for the HELO reply",
 	    [OC_STARTTLS] = "waiting for the STARTTLS reply", [OC_TLSHAKE] = "in the TLS handshake",
+	    [OC_TLSA] = "waiting for the TLSA lookup",
 	    [OC_TXN] = "waiting for a reply", [OC_BODY] = "waiting for the end-of-data reply",
 	};
 	conn_fail(c, "4.4.2", true, "timeout while %s",
@@ -309,6 +526,7 @@ conn_release(struct dlv_conn *c)
 	free(c->exp);
 	free(c->cout);
 	tls_client_free(c->tls);
+	dns_tlsa_free(c->tlsa); /* a lookup still pending finds the slot changed (on_tlsa) */
 	free(c);
 	dlv_site_mark(s);
 }
@@ -762,20 +980,12 @@ on_reply(struct dlv_conn *c, const struct smtp_reply *r)
 		if (r->code == 250) {
 			c->caps = r->caps;
 			c->esmtp = true;
-			if (!c->tls && c->caps.starttls && d->tls_ctx) {
-				out_printf(c, "STARTTLS\r\n");
-				c->st = OC_STARTTLS;
-				out_flush(c);
-				conn_timer_set(c, (uint64_t)d->cfg->smtp_timeout * 1000);
+			if (c->tls) {
+				c->st = OC_READY;
+				conn_next_txn(c);
 				return;
 			}
-			if (!c->tls && c->site->pol->tls == CONFIG_TLS_REQUIRED) {
-				conn_fail(c, "4.7.5", true, "TLS is required ([domain] tls = required) "
-					  "but the server does not offer STARTTLS");
-				return;
-			}
-			c->st = OC_READY;
-			conn_next_txn(c);
+			tls_settle(c);
 			return;
 		}
 		if (r->code >= 500 && !c->site->lmtp) {
@@ -789,13 +999,8 @@ on_reply(struct dlv_conn *c, const struct smtp_reply *r)
 		return;
 	case OC_HELO:
 		if (r->code == 250) {
-			if (c->site->pol->tls == CONFIG_TLS_REQUIRED) {
-				conn_fail(c, "4.7.5", true, "TLS is required ([domain] tls = required) "
-					  "but the server does not speak ESMTP");
-				return;
-			}
-			c->st = OC_READY;
-			conn_next_txn(c);
+			memset(&c->caps, 0, sizeof c->caps);
+			tls_settle(c); /* no STARTTLS without ESMTP: fails when TLS is needed */
 			return;
 		}
 		reply_diag(r, diag, sizeof diag);
@@ -803,7 +1008,7 @@ on_reply(struct dlv_conn *c, const struct smtp_reply *r)
 		return;
 	case OC_STARTTLS:
 		if (r->code != 220) {
-			if (c->site->pol->tls == CONFIG_TLS_REQUIRED) {
+			if (c->tls_need >= TN_MUST) {
 				reply_diag(r, diag, sizeof diag);
 				conn_fail(c, "4.7.5", true, "STARTTLS refused: %s", diag);
 				return;
@@ -813,11 +1018,8 @@ on_reply(struct dlv_conn *c, const struct smtp_reply *r)
 			conn_next_txn(c);
 			return;
 		}
-		c->tls = tls_client_new(d->tls_ctx, c->addr->host);
-		if (!c->tls) {
-			conn_fail(c, "4.3.0", false, "out of memory for TLS");
+		if (tls_start(c) < 0)
 			return;
-		}
 		c->drop_input = true;
 		c->st = OC_TLSHAKE;
 		if (tls_client_handshake(c->tls) < 0) {
@@ -898,7 +1100,10 @@ tls_input(struct dlv_conn *c, size_t n)
 			log_str("site", c->site->key);
 			log_str("relay", relay);
 			log_str("tls", what);
-			log_str("verified", tls_client_verified(c->tls) ? "yes" : "no");
+			log_str("verified", tls_client_auth_result(c->tls));
+			log_str("policy", policy_names[conn_policy(c)->tls]);
+			if (c->tls_need == TN_MUST && conn_policy(c)->tls == CONFIG_TLS_DANE)
+				log_str("dane", "unusable TLSA records: encrypted only");
 			log_finish();
 		}
 		/* RFC 3207 4.2: forget what the server said before; EHLO again */

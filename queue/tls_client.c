@@ -1,8 +1,11 @@
 #include "queue/tls_client.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,19 +13,78 @@
 struct tls_client {
 	SSL *ssl;
 	BIO *rbio, *wbio; /* owned by ssl */
+	bool dane;	  /* tls_client_dane was called */
 	char err[160];
 };
 
+/* Loads ca_file's certificates into a new store: NULL with the reason when there is none. */
+static X509_STORE *
+ca_store(const char *ca_file, char *err, size_t errlen)
+{
+	X509_STORE *st = X509_STORE_new();
+	if (!st) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	FILE *f = fopen(ca_file, "r");
+	if (!f) {
+		snprintf(err, errlen, "cannot open \"%s\": %s", ca_file, strerror(errno));
+		X509_STORE_free(st);
+		return NULL;
+	}
+	fclose(f);
+	if (X509_STORE_load_file(st, ca_file) != 1) {
+		const char *why = ERR_reason_error_string(ERR_peek_last_error());
+		ERR_clear_error();
+		snprintf(err, errlen, "cannot read PEM certificates from \"%s\"%s%s", ca_file,
+			 why ? ": " : "", why ? why : "");
+		X509_STORE_free(st);
+		return NULL;
+	}
+	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(st);
+	if (!objs || sk_X509_OBJECT_num(objs) == 0) {
+		snprintf(err, errlen, "\"%s\" holds no PEM certificate", ca_file);
+		X509_STORE_free(st);
+		return NULL;
+	}
+	return st;
+}
+
+int
+tls_client_ca_check(const char *ca_file, char *err, size_t errlen)
+{
+	X509_STORE *st = ca_store(ca_file, err, errlen);
+	X509_STORE_free(st);
+	return st ? 0 : -1;
+}
+
 SSL_CTX *
-tls_client_ctx_new(void)
+tls_client_ctx_new(const char *ca_file, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	if (!ctx)
+	if (!ctx) {
+		snprintf(err, errlen, "cannot make a TLS client context");
 		return NULL;
+	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	/* opportunistic: the chain is checked and the result kept, the handshake goes on */
+	/* opportunistic by default: the chain is checked and the result kept, the handshake goes
+	 * on; tls_client_require_pkix and tls_client_dane make it fail per connection */
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-	SSL_CTX_set_default_verify_paths(ctx);
+	if (SSL_CTX_dane_enable(ctx) <= 0) {
+		snprintf(err, errlen, "OpenSSL refuses DANE for the TLS client context");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (ca_file && ca_file[0]) {
+		X509_STORE *st = ca_store(ca_file, err, errlen);
+		if (!st) {
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+		SSL_CTX_set_cert_store(ctx, st); /* the context owns it now */
+	} else {
+		SSL_CTX_set_default_verify_paths(ctx);
+	}
 	return ctx;
 }
 
@@ -62,8 +124,12 @@ tls_client_new(SSL_CTX *ctx, const char *sni)
 	SSL_set_bio(t->ssl, t->rbio, t->wbio);
 	SSL_set_connect_state(t->ssl);
 	unsigned char a[16];
-	if (sni && sni[0] && inet_pton(AF_INET, sni, a) != 1 && inet_pton(AF_INET6, sni, a) != 1)
+	if (sni && sni[0] && inet_pton(AF_INET, sni, a) != 1 && inet_pton(AF_INET6, sni, a) != 1) {
 		SSL_set_tlsext_host_name(t->ssl, sni);
+		/* so that "verified=yes" in the log also means the certificate names the host */
+		SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		SSL_set1_host(t->ssl, sni);
+	}
 	return t;
 }
 
@@ -74,6 +140,57 @@ tls_client_free(struct tls_client *t)
 		return;
 	SSL_free(t->ssl);
 	free(t);
+}
+
+int
+tls_client_require_pkix(struct tls_client *t, const char *name)
+{
+	SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	if (!name || !name[0] || SSL_set1_host(t->ssl, name) != 1) {
+		note_error(t, "no host name to verify the certificate against");
+		return -1;
+	}
+	SSL_set_verify(t->ssl, SSL_VERIFY_PEER, NULL);
+	return 0;
+}
+
+int
+tls_client_dane(struct tls_client *t, const char *name)
+{
+	if (!name || !name[0] || SSL_dane_enable(t->ssl, name) <= 0) {
+		note_error(t, "cannot enable DANE");
+		return -1;
+	}
+	/* RFC 7672 3.1.1: a DANE-EE match authenticates the server whatever names it carries */
+	SSL_dane_set_flags(t->ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+	SSL_set_verify(t->ssl, SSL_VERIFY_PEER, NULL);
+	t->dane = true;
+	return 0;
+}
+
+int
+tls_client_dane_add(struct tls_client *t, uint8_t usage, uint8_t selector, uint8_t mtype,
+		    const uint8_t *data, size_t len)
+{
+	/* RFC 7672 3.1.3: PKIX-TA(0) and PKIX-EE(1) are not for SMTP */
+	if (usage != 2 && usage != 3)
+		return 0;
+	int r = SSL_dane_tlsa_add(t->ssl, usage, selector, mtype, data, len);
+	if (r > 0)
+		return 1;
+	if (r == 0 || (r == -1 && ERR_peek_error() == 0)) {
+		ERR_clear_error();
+		return 0; /* an unsupported selector or matching type, or bad data: unusable */
+	}
+	/* a malformed record (wrong digest length, undecodable certificate) is unusable too;
+	 * only running out of memory is an error */
+	unsigned long e = ERR_peek_error();
+	if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE) {
+		note_error(t, "SSL_dane_tlsa_add");
+		return -1;
+	}
+	ERR_clear_error();
+	return 0;
 }
 
 int
@@ -100,6 +217,14 @@ tls_client_handshake(struct tls_client *t)
 	int e = SSL_get_error(t->ssl, r);
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
 		return 0;
+	long v = SSL_get_verify_result(t->ssl);
+	if (v != X509_V_OK && SSL_get_verify_mode(t->ssl) != SSL_VERIFY_NONE) {
+		/* the reason a certificate was refused says more than "handshake failure" */
+		snprintf(t->err, sizeof t->err, "certificate not accepted (%s): %s",
+			 t->dane ? "DANE" : "verify", X509_verify_cert_error_string(v));
+		ERR_clear_error();
+		return -1;
+	}
 	note_error(t, "handshake failed");
 	return -1;
 }
@@ -145,10 +270,18 @@ tls_client_take(struct tls_client *t, char *buf, size_t cap)
 	return r > 0 ? (size_t)r : 0;
 }
 
-bool
-tls_client_verified(const struct tls_client *t)
+const char *
+tls_client_auth_result(const struct tls_client *t)
 {
-	return SSL_get_verify_result(t->ssl) == X509_V_OK && SSL_get0_peer_certificate(t->ssl);
+	if (SSL_get_verify_result(t->ssl) != X509_V_OK || !SSL_get0_peer_certificate(t->ssl))
+		return "no";
+	if (t->dane) {
+		uint8_t usage = 0;
+		if (SSL_get0_dane_tlsa(t->ssl, &usage, NULL, NULL, NULL, NULL) < 0)
+			return "no";
+		return usage == 3 ? "dane-ee" : "dane-ta";
+	}
+	return "yes";
 }
 
 void

@@ -10,7 +10,8 @@ build_pkgs=(gcc make pkg-config liburing-dev libjemalloc-dev libinih-dev libssl-
             libcrypt-dev)
 test_pkgs=(libcriterion-dev swaks libnet-ssleay-perl libio-socket-ssl-perl openssl python3
            python3-pytest python3-aiosmtpd nsd ldnsutils postfix
-           testssl.sh nmap)  # scripts/tls-audit.sh (tests/integration/test_audit.py)
+           testssl.sh nmap   # scripts/tls-audit.sh (tests/integration/test_audit.py)
+           unbound)          # a validating resolver for the DANE tests (test_dane.py)
 bench_pkgs=(postfix gnuplot-nox procps bc)
 # Debian 12's clang is clang 14; libFuzzer and the sanitizer runtimes are in compiler-rt.
 fuzz_pkgs=(clang libclang-rt-14-dev)

@@ -29,6 +29,7 @@
 #include "dns/dns_resolver.h"
 #include "queue/assert.h"
 #include "queue/spool_record.h"
+#include "queue/tls_client.h"
 #include "server/auth.h"
 #include "server/tls.h"
 
@@ -341,6 +342,7 @@ enum key_id {
 	K_DELIVER_MAX_RECIPIENTS,
 	K_DELIVER_RATE,
 	K_DELIVER_TLS,
+	K_DELIVER_TLS_CA_FILE,
 	K_RETRY,
 	K_MAX_LIFETIME,
 	K_WARN_AFTER,
@@ -1462,8 +1464,15 @@ key_tls(struct load *ld, const struct key *k, const char *value)
 		*field = CONFIG_TLS_OPTIONAL;
 	else if (word_is(value, "required"))
 		*field = CONFIG_TLS_REQUIRED;
+	else if (word_is(value, "none"))
+		*field = CONFIG_TLS_NONE;
+	else if (word_is(value, "verify"))
+		*field = CONFIG_TLS_VERIFY;
+	else if (word_is(value, "dane"))
+		*field = CONFIG_TLS_DANE;
 	else
-		return key_fail(ld, k, "expected optional or required, got %s", Q(value));
+		return key_fail(ld, k, "expected none, optional, required, verify or dane, got %s",
+				Q(value));
 	return 0;
 }
 
@@ -1633,6 +1642,7 @@ static const struct key keys[K_COUNT] = {
 				  CONFIG_DELIVER_RECIPIENTS_MAX, NULL},
     [K_DELIVER_RATE] = {"deliver", "rate", key_rate, F(policy_default.rate_per_hour), 0, 0, NULL},
     [K_DELIVER_TLS] = {"deliver", "tls", key_tls, F(policy_default.tls), 0, 0, NULL},
+    [K_DELIVER_TLS_CA_FILE] = {"deliver", "tls_ca_file", key_path, F(tls_ca_file), 0, 0, NULL},
     [K_RETRY] = {"queue", "retry", key_retry, 0, 0, 0, NULL},
     [K_MAX_LIFETIME] = {"queue", "max_lifetime", key_u64, F(max_lifetime), 1, CONFIG_LIFETIME_MAX,
 			&day_suffixes},
@@ -2292,6 +2302,22 @@ recipients_load(struct load *ld)
  * certificate, a key that is not the certificate's, or an unknown cipher list is an error of
  * the config file at its line, before anything starts (or before a SIGHUP swaps configs).
  */
+/* [deliver] tls_ca_file: resolved against the config's folder and read once here, so a file
+ * with no certificate in it is an error of the config, not of the first delivery. */
+static int
+tls_ca_load(struct load *ld)
+{
+	char *path = ld->cfg->tls_ca_file;
+	if (path[0] == '\0')
+		return 0;
+	if (path_resolve(ld, K_DELIVER_TLS_CA_FILE, path) < 0)
+		return -1;
+	char why[CONFIG_MSG_MAX];
+	if (tls_client_ca_check(path, why, sizeof why) < 0)
+		return key_fail(ld, &keys[K_DELIVER_TLS_CA_FILE], "%s", why);
+	return 0;
+}
+
 static int
 tls_load(struct load *ld)
 {
@@ -2419,7 +2445,7 @@ config_load_string(const char *text, const char *name, char *err, size_t err_len
 	else if (rc < 0)
 		load_fail(&ld, 0, "out of memory");
 	if (!ld.failed && config_fill_defaults(&ld) == 0 && config_check(&ld) == 0 &&
-	    recipients_load(&ld) == 0 && tls_load(&ld) == 0)
+	    recipients_load(&ld) == 0 && tls_load(&ld) == 0 && tls_ca_load(&ld) == 0)
 		auth_load(&ld);
 	free(ld.policy_state);
 	free(ld.transport_line);
@@ -2615,13 +2641,16 @@ config_restart_changes(const struct config *old, const struct config *next, char
 	    strcmp(old->control_socket, next->control_socket) != 0,
 	    /* the delivery (resolver, mesh, recovery of what to deliver) is set up at start */
 	    old->deliver_enabled != next->deliver_enabled,
+	    /* the TLS client context (trust anchors) is made with the delivery */
+	    strcmp(old->tls_ca_file, next->tls_ca_file) != 0,
 	};
 	static const enum key_id ids[] = {K_LISTEN,	   K_LISTEN_TLS,
 					  K_SUBMISSION_LISTEN, K_SUBMISSION_LISTEN_TLS,
 					  K_SHARDS,	   K_MAX_CONNECTIONS,
 					  K_SPOOL_DIR,	   K_SEGMENT_SIZE,
 					  K_FSYNC,	   K_BUSY_POLL_US,
-					  K_CONTROL_SOCKET,    K_DELIVER_ENABLED};
+					  K_CONTROL_SOCKET,    K_DELIVER_ENABLED,
+					  K_DELIVER_TLS_CA_FILE};
 	unsigned n = 0;
 	size_t used = 0;
 

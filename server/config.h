@@ -56,7 +56,14 @@ enum config_local_kind {
 	CONFIG_LOCAL_DISCARD,	  /* accepted and dropped (benchmarks) */
 };
 
-enum config_tls_policy { CONFIG_TLS_OPTIONAL = 0, CONFIG_TLS_REQUIRED };
+/* [deliver]/[domain] tls: how outbound connections use TLS (docs/config.md#tls-2) */
+enum config_tls_policy {
+	CONFIG_TLS_OPTIONAL = 0, /* STARTTLS when offered, else in the clear (RFC 7435) */
+	CONFIG_TLS_REQUIRED,	 /* encrypted or deferred; the certificate is not checked */
+	CONFIG_TLS_NONE,	 /* never STARTTLS */
+	CONFIG_TLS_VERIFY,	 /* encrypted, and the certificate valid for the MX host name */
+	CONFIG_TLS_DANE,	 /* RFC 7672: DANE where secure TLSA records exist, else optional */
+};
 
 /* [auth] sender_policy: which MAIL FROM an authenticated user may give */
 enum config_sender_policy {
@@ -199,6 +206,7 @@ struct config {
 	unsigned smtp_timeout;			 /* s: waiting for any reply of a remote server */
 	unsigned idle_timeout; /* s: an idle delivery connection is kept this long */
 	bool loopback_mx;      /* accept MX hosts on loopback (tests, internal hops) */
+	char tls_ca_file[PATH_MAX]; /* PEM trust anchors for tls = verify; "" = the system's */
 	struct config_domain_policy policy_default;
 
 	/* [queue] */

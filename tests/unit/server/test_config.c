@@ -641,7 +641,7 @@ static const struct bad bad_values[] = {
     {"deliver", "rate", "60000001/m", "is out of range"},
     {"deliver", "rate", "3600000001/h", "is out of range"},
     {"deliver", "rate", "99999999999999999999999/h", "is out of range"},
-    {"deliver", "tls", "maybe", "expected optional or required, got \"maybe\""},
+    {"deliver", "tls", "maybe", "expected none, optional, required, verify or dane, got \"maybe\""},
     {"queue", "retry", "", "expected at least one duration"},
     {"queue", "retry", " , ", "expected at least one duration"},
     {"queue", "retry", "1m 5x", "\"5x\" is not a duration (like 90s, 30m, 4h, 5d)"},
@@ -1830,7 +1830,7 @@ Test(config, bad_domain_sections_are_errors)
 		     "test.conf:2: [domain a.test] max_messages_per_connection: expected a positive "
 		     "integer, got \"x\"");
 	assert_error("[domain a.test]\ntls = yes\n",
-		     "test.conf:2: [domain a.test] tls: expected optional or required, got \"yes\"");
+		     "test.conf:2: [domain a.test] tls: expected none, optional, required, verify or dane, got \"yes\"");
 }
 
 Test(config, the_same_key_in_deliver_and_a_domain_section_is_not_a_duplicate)
@@ -2390,4 +2390,42 @@ Test(config, docs_describe_every_key_in_its_section)
 		snprintf(heading, sizeof heading, "\n## `%s`\n", sections[i]);
 		cr_assert(strstr(docs, heading), "docs/config.md lacks the heading %s", heading);
 	}
+}
+
+/* [deliver]/[domain] tls: every level, and tls_ca_file checked at load. */
+Test(config, tls_policy_levels)
+{
+	static const struct {
+		const char *word;
+		enum config_tls_policy want;
+	} levels[] = {{"none", CONFIG_TLS_NONE},	 {"optional", CONFIG_TLS_OPTIONAL},
+		      {"required", CONFIG_TLS_REQUIRED}, {"verify", CONFIG_TLS_VERIFY},
+		      {"dane", CONFIG_TLS_DANE},	 {"DANE", CONFIG_TLS_DANE}};
+	for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
+		char text[160];
+		snprintf(text, sizeof text, "[deliver]\ntls = %s\n[domain x.test]\ntls = %s\n",
+			 levels[i].word, levels[i].word);
+		struct config *cfg = load(text);
+		cr_assert_eq(cfg->policy_default.tls, levels[i].want, "%s", levels[i].word);
+		cr_assert_eq(config_policy_find(cfg, "x.test")->tls, levels[i].want);
+		config_free(cfg);
+	}
+}
+
+Test(config, tls_ca_file_must_hold_a_certificate)
+{
+	char path[] = "/tmp/ringmx-test-ca-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert(fd >= 0);
+	cr_assert_eq(write(fd, "junk\n", 5), 5);
+	close(fd);
+	char text[256];
+	snprintf(text, sizeof text, "[deliver]\ntls_ca_file = %s\n", path);
+	struct config *cfg = config_load_string(text, "test.conf", err, sizeof err);
+	cr_assert_null(cfg);
+	cr_assert(strstr(err, "test.conf:2: [deliver] tls_ca_file: ") == err, "%s", err);
+	unlink(path);
+	assert_error("[deliver]\ntls_ca_file = /nonexistent/ca.pem\n",
+		     "test.conf:2: [deliver] tls_ca_file: cannot open \"/nonexistent/ca.pem\": "
+		     "No such file or directory");
 }
