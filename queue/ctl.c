@@ -409,7 +409,9 @@ struct merge {
 static bool
 counter_is_max(const char *name)
 {
-	return strcmp(name, "held") == 0 || strcmp(name, "oldest_s") == 0;
+	/* body_bytes and memory_limit are the process's, said by every shard alike */
+	return strcmp(name, "held") == 0 || strcmp(name, "oldest_s") == 0 ||
+	       strcmp(name, "body_bytes") == 0 || strcmp(name, "memory_limit") == 0;
 }
 
 static bool

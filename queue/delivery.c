@@ -237,6 +237,10 @@ home_msg_done(struct delivery *d, struct qmsg *m)
 		seg_maybe_remove(d, sg);
 	}
 	d->queued_msgs--;
+	if (d->spill_at == m)
+		d->spill_at = m->next; /* older, and looked at already (or NULL: from the tail) */
+	if (d->home_oldest == m)
+		d->home_oldest = m->prev;
 	if (m->prev)
 		m->prev->next = m->next;
 	else
@@ -364,6 +368,43 @@ home_dispatch(struct delivery *d, struct qmsg *m)
 	free(idx);
 }
 
+/*
+ * [queue] memory_limit: when the bodies in memory (every shard's) pass the limit, this home
+ * drops the bodies of its oldest waiting messages, oldest first, until they are 1/8 below it.
+ * A spilled message is read back from its spool segment for each delivery attempt (usually
+ * from the page cache) and its body freed after it. The walk resumes where it stopped, so each
+ * message is looked at once.
+ */
+static void
+home_spill(struct delivery *d)
+{
+	uint64_t limit = d->cfg->memory_limit;
+	if (limit == 0 || qmsg_body_bytes() <= limit)
+		return;
+	uint64_t target = limit - limit / 8;
+	unsigned n = 0;
+	uint64_t bytes = 0, before = qmsg_body_bytes();
+	struct qmsg *m = d->spill_at ? d->spill_at->prev : d->home_oldest;
+	while (m && qmsg_body_bytes() > target) {
+		if (!m->moving && !qmsg_spilled(m)) {
+			qmsg_body_drop(m);
+			n++;
+			bytes += m->rec_len;
+		}
+		d->spill_at = m;
+		m = m->prev;
+	}
+	d->spilled_msgs += n;
+	if (n > 0 && log_start(LOG_INFO, "bodies_spilled")) {
+		log_u64("messages", n);
+		log_u64("bytes", bytes);
+		log_u64("in_memory_before", before);
+		log_u64("in_memory", qmsg_body_bytes());
+		log_u64("limit", limit);
+		log_finish();
+	}
+}
+
 static void
 home_take(struct delivery *d, struct qmsg *m)
 {
@@ -375,12 +416,15 @@ home_take(struct delivery *d, struct qmsg *m)
 	m->next = d->home_msgs;
 	if (m->next)
 		m->next->prev = m;
+	else
+		d->home_oldest = m;
 	d->home_msgs = m;
 	if (m->pending == 0) {
 		home_msg_done(d, m);
 		return;
 	}
 	home_dispatch(d, m);
+	home_spill(d);
 }
 
 void

@@ -297,10 +297,14 @@ ctl_queue(struct ctl_ctx *x)
 			queue_row_text(x, dom, nactive, age, backoff);
 		ctl_buf_row_end(x->b, mark);
 	}
-	counters_line(x, "domains=%llu ready=%llu deferred=%llu active=%llu oldest_s=%llu",
+	counters_line(x,
+		      "domains=%llu ready=%llu deferred=%llu active=%llu oldest_s=%llu "
+		      "body_bytes=%llu memory_limit=%llu spilled=%llu",
 		      (unsigned long long)x->c_domains, (unsigned long long)x->c_ready,
 		      (unsigned long long)x->c_deferred, (unsigned long long)x->c_active,
-		      (unsigned long long)x->c_oldest_s);
+		      (unsigned long long)x->c_oldest_s, (unsigned long long)qmsg_body_bytes(),
+		      (unsigned long long)x->d->cfg->memory_limit,
+		      (unsigned long long)x->d->spilled_msgs);
 }
 
 /* ---- list, and the jobs of show ---------------------------------------------------------- */

@@ -276,7 +276,11 @@ struct delivery {
 	uint32_t nsegs, segs_cap;
 	uint32_t last_hot_seq, last_deferred_seq;
 	uint64_t queued_msgs;
-	struct qmsg *home_msgs;     /* every message this home holds, for the control and exit */
+	struct qmsg *home_msgs;     /* every message this home holds, newest first */
+	struct qmsg *home_oldest;   /* its tail */
+	struct qmsg *spill_at;      /* [queue] memory_limit: the newest message looked at so far
+				     * (it and every older one were spilled or skipped) */
+	uint64_t spilled_msgs;
 };
 
 /* delivery.c, for smtp_out.c */

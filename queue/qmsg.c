@@ -9,6 +9,27 @@
 
 #include "queue/spool_scan.h"
 
+/* Records (bodies) in memory, every shard's together: what [queue] memory_limit bounds. */
+static _Atomic uint64_t body_bytes;
+
+static void
+bytes_add(size_t n)
+{
+	atomic_fetch_add_explicit(&body_bytes, n, memory_order_relaxed);
+}
+
+static void
+bytes_sub(size_t n)
+{
+	atomic_fetch_sub_explicit(&body_bytes, n, memory_order_relaxed);
+}
+
+uint64_t
+qmsg_body_bytes(void)
+{
+	return atomic_load_explicit(&body_bytes, memory_order_relaxed);
+}
+
 /* Re-points a slice of the record at the same bytes in the envelope copy. */
 static void
 rebase(struct spool_str *s, const char *rec, const char *env)
@@ -55,6 +76,7 @@ qmsg_new(char *rec, size_t len, unsigned home, enum qmsg_stream stream, uint32_t
 	m->rec_len = len;
 	m->v.msg = rec + m->msg_off;
 	m->pending = m->v.nrcpt;
+	bytes_add(len);
 	return m;
 fail:
 	free(m->env);
@@ -69,6 +91,8 @@ qmsg_unref(struct qmsg *m)
 {
 	if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	if (m->rec)
+		bytes_sub(m->rec_len);
 	free(m->rec);
 	free(m->env);
 	free(m->rcpt);
@@ -122,9 +146,9 @@ qmsg_body_get(struct qmsg *m, const int dirfd[2])
 			body_unlock(m);
 			return NULL;
 		}
+		bytes_add(m->rec_len);
 	}
 	m->body_refs++;
-	m->drop_wanted = false;
 	const char *p = m->rec + m->msg_off;
 	body_unlock(m);
 	return p;
@@ -134,10 +158,10 @@ void
 qmsg_body_put(struct qmsg *m)
 {
 	body_lock(m);
-	if (m->body_refs > 0 && --m->body_refs == 0 && m->drop_wanted) {
+	if (m->body_refs > 0 && --m->body_refs == 0 && m->spilled && m->rec) {
 		free(m->rec);
 		m->rec = NULL;
-		m->drop_wanted = false;
+		bytes_sub(m->rec_len);
 	}
 	body_unlock(m);
 }
@@ -146,13 +170,22 @@ void
 qmsg_body_drop(struct qmsg *m)
 {
 	body_lock(m);
-	if (m->body_refs == 0) {
+	m->spilled = true;
+	if (m->body_refs == 0 && m->rec) {
 		free(m->rec);
 		m->rec = NULL;
-	} else {
-		m->drop_wanted = true;
+		bytes_sub(m->rec_len);
 	}
 	body_unlock(m);
+}
+
+bool
+qmsg_spilled(struct qmsg *m)
+{
+	body_lock(m);
+	bool r = m->spilled;
+	body_unlock(m);
+	return r;
 }
 
 void

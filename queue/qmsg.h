@@ -51,7 +51,7 @@ struct qmsg {
 	atomic_flag lock;
 	char *rec;            /* the whole record, or NULL when dropped */
 	uint32_t body_refs;
-	bool drop_wanted;
+	bool spilled;         /* qmsg_body_drop was called: read back for each use, never kept */
 
 	/* Home shard only: */
 	uint8_t *rdone;       /* per recipient: final outcome recorded (or moved) */
@@ -75,8 +75,14 @@ void qmsg_unref(struct qmsg *m);
  * when they were dropped; NULL when that fails. Pair with qmsg_body_put. */
 const char *qmsg_body_get(struct qmsg *m, const int dirfd[2]);
 void qmsg_body_put(struct qmsg *m);
-/* Frees the in-memory body now, or when the last qmsg_body_put comes. */
+/* Frees the in-memory body now, or when the last qmsg_body_put comes; from then on a body read
+ * back by qmsg_body_get is freed again by its last qmsg_body_put (the message waits without
+ * its body in memory). */
 void qmsg_body_drop(struct qmsg *m);
+/* Whether qmsg_body_drop was called. */
+bool qmsg_spilled(struct qmsg *m);
+/* Bytes of records (bodies) in memory, all messages of the process together. */
+uint64_t qmsg_body_bytes(void);
 /* The record now lives elsewhere (moved to the deferred stream); under the body lock, since
  * another shard may be reading it back at that moment. */
 void qmsg_relocate(struct qmsg *m, enum qmsg_stream stream, uint32_t seq, uint64_t off);

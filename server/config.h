@@ -216,6 +216,7 @@ struct config {
 	uint64_t warn_after;   /* s: delay warning DSN; 0 = off */
 	bool hold;	       /* start with delivery held (ringmxctl release) */
 
+	uint64_t memory_limit; /* bytes of queued message bodies kept in memory; 0 = no limit */
 	/* [transport]: in file order; the first match wins (exact names before patterns) */
 	struct config_transport *transports;
 	unsigned ntransports;

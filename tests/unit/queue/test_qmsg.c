@@ -208,10 +208,16 @@ Test(qmsg, a_dropped_body_is_read_back_from_its_segment)
 	qmsg_body_put(m);
 	cr_assert_not(qmsg_body_loaded(m));
 	assert_slice(m->v.from, "sender@example.com"); /* the envelope stays */
+	uint64_t before = qmsg_body_bytes();
 	b = qmsg_body_get(m, dirfd);
 	cr_assert_not_null(b, "read back from the segment");
 	cr_assert_arr_eq(b, rec + m->msg_off, m->v.msg_len);
+	cr_assert_eq(qmsg_body_bytes(), before + len, "a body read back is counted");
+	cr_assert(qmsg_spilled(m));
 	qmsg_body_put(m);
+	/* spilled stays: the body read back goes again at the last put (waiting costs nothing) */
+	cr_assert_not(qmsg_body_loaded(m));
+	cr_assert_eq(qmsg_body_bytes(), before);
 	/* a record elsewhere (wrong offset) is refused, not delivered */
 	qmsg_body_drop(m);
 	m->off = 1;

@@ -2429,3 +2429,17 @@ Test(config, tls_ca_file_must_hold_a_certificate)
 		     "test.conf:2: [deliver] tls_ca_file: cannot open \"/nonexistent/ca.pem\": "
 		     "No such file or directory");
 }
+
+Test(config, queue_memory_limit)
+{
+	struct config *cfg = load("");
+	cr_assert_eq(cfg->memory_limit, (uint64_t)512 << 20, "default 512m");
+	config_free(cfg);
+	cfg = load("[queue]\nmemory_limit = 2g\n");
+	cr_assert_eq(cfg->memory_limit, (uint64_t)2 << 30);
+	config_free(cfg);
+	cfg = load("[queue]\nmemory_limit = 0\n");
+	cr_assert_eq(cfg->memory_limit, 0, "0: no limit");
+	config_free(cfg);
+	assert_error_has("[queue]\nmemory_limit = lots\n", "test.conf:2: [queue] memory_limit: ");
+}
