@@ -353,6 +353,13 @@ cmd_rcpt(struct conn *c, const struct smtp_cmd *cmd)
 		session_error(c);
 		return;
 	}
+	if (s->bdat_used) {
+		/* The first BDAT chunk wrote the envelope into the record (message_begin): a
+		 * recipient taken now would get its 250 and never be delivered. */
+		REJECT(c, "rcpt_after_bdat", "503 5.5.1 Error: RCPT after BDAT\r\n");
+		session_error(c);
+		return;
+	}
 	if (s->nrcpt >= cfg_of(c)->max_recipients) {
 		/* RFC 5321 4.5.3.1.10: 452, and not counted as an error. */
 		REJECT(c, "too_many_recipients", "452 4.5.3 Error: too many recipients\r\n");

@@ -6,7 +6,8 @@
  * consumed, skip the rest of a line reported too long. For each command it checks the
  * contract of smtp_parse.h (consumed bytes end at the first LF, slices inside the line,
  * BAD exactly when an error is set, no control byte in an accepted line, a path within its
- * 256-octet bound), walks the ESMTP parameters and splits the path as the session does, and
+ * 256-octet bound, AUTH's mechanism and initial response where RFC 4954 4 puts them and
+ * nowhere else), walks the ESMTP parameters and splits the path as the session does, and
  * checks that the line parses the same on its own, in a buffer of exactly its size, and is
  * incomplete without its LF.
  */
@@ -80,6 +81,34 @@ check_path(const struct smtp_cmd *cmd)
 	check_params(cmd);
 }
 
+/*
+ * "AUTH" SP mechanism [SP initial-response] (RFC 4954 4): the mechanism opens the argument and
+ * is 1 to 20 of A-Z a-z 0-9 '-' '_' (RFC 4422 3.1); a response is the rest of the argument after
+ * blanks, one token with no blank in it; without one, the argument is the mechanism alone.
+ */
+static void
+check_auth(const struct smtp_cmd *cmd)
+{
+	struct smtp_slice m = cmd->auth_mech, resp = cmd->auth_resp;
+
+	FUZZ_CHECK(m.p == cmd->arg.p && m.len >= 1 && m.len <= 20 && m.len <= cmd->arg.len);
+	for (size_t i = 0; i < m.len; i++) {
+		char ch = m.p[i];
+		FUZZ_CHECK((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+			   (ch >= '0' && ch <= '9') || ch == '-' || ch == '_');
+	}
+	if (resp.len == 0) {
+		FUZZ_CHECK(m.len == cmd->arg.len);
+		return;
+	}
+	FUZZ_CHECK(fuzz_within(resp.p, resp.len, cmd->arg.p, cmd->arg.len));
+	FUZZ_CHECK(resp.p + resp.len == cmd->arg.p + cmd->arg.len);
+	FUZZ_CHECK(resp.p > m.p + m.len); /* at least one blank between */
+	for (const char *q = m.p + m.len; q < resp.p; q++)
+		FUZZ_CHECK(*q == ' ' || *q == '\t');
+	FUZZ_CHECK(memchr(resp.p, ' ', resp.len) == NULL && memchr(resp.p, '\t', resp.len) == NULL);
+}
+
 static void
 check_cmd(const char *buf, size_t r, const struct smtp_cmd *cmd)
 {
@@ -88,6 +117,8 @@ check_cmd(const char *buf, size_t r, const struct smtp_cmd *cmd)
 	FUZZ_CHECK(cmd->line.p == buf && cmd->line.len == r - (bare_lf ? 1 : 2));
 	FUZZ_CHECK(fuzz_within(cmd->arg.p, cmd->arg.len, cmd->line.p, cmd->line.len));
 	FUZZ_CHECK(cmd->verb < SMTP_VERB_COUNT && cmd->bad_verb < SMTP_VERB_COUNT);
+	if (cmd->verb != SMTP_VERB_AUTH) /* the AUTH slices are AUTH's alone */
+		FUZZ_CHECK(cmd->auth_mech.len == 0 && cmd->auth_resp.len == 0);
 	if (cmd->verb == SMTP_VERB_BAD) {
 		FUZZ_CHECK(cmd->error != SMTP_ERR_NONE);
 		FUZZ_CHECK(cmd->bad_verb != SMTP_VERB_BAD);
@@ -107,8 +138,11 @@ check_cmd(const char *buf, size_t r, const struct smtp_cmd *cmd)
 		break;
 	case SMTP_VERB_HELO:
 	case SMTP_VERB_EHLO:
+		FUZZ_CHECK(cmd->arg.len > 0);
+		break;
 	case SMTP_VERB_AUTH:
 		FUZZ_CHECK(cmd->arg.len > 0);
+		check_auth(cmd);
 		break;
 	case SMTP_VERB_DATA:
 	case SMTP_VERB_RSET:
@@ -135,6 +169,10 @@ check_alone(const char *buf, size_t r, size_t max_line, const struct smtp_cmd *c
 	FUZZ_CHECK(again.arg.len == cmd->arg.len && again.arg.p - copy == cmd->arg.p - buf);
 	FUZZ_CHECK(again.path.len == cmd->path.len && again.params.len == cmd->params.len);
 	FUZZ_CHECK(again.bdat_size == cmd->bdat_size && again.bdat_last == cmd->bdat_last);
+	FUZZ_CHECK(again.auth_mech.len == cmd->auth_mech.len &&
+		   (cmd->auth_mech.len == 0 || again.auth_mech.p - copy == cmd->auth_mech.p - buf));
+	FUZZ_CHECK(again.auth_resp.len == cmd->auth_resp.len &&
+		   (cmd->auth_resp.len == 0 || again.auth_resp.p - copy == cmd->auth_resp.p - buf));
 	FUZZ_CHECK(smtp_parse_command(copy, r - 1, max_line, &again) == 0);
 	free(copy);
 }

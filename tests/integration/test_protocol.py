@@ -147,6 +147,25 @@ def test_bdat_0_last_as_the_only_chunk_stores_an_empty_message(ringmx):
     assert body_after_received(recs[0]["message"]) == b""
 
 
+def test_rcpt_between_bdat_chunks_gets_503_so_no_accepted_recipient_is_left_out(ringmx):
+    # Found by tests/fuzz/fuzz_session: the first chunk writes the envelope into the record, so
+    # a RCPT after it used to get 250 and then be missing from the stored message.
+    with Wire(ringmx.port) as w:
+        ehlo(w)
+        assert w.cmd("MAIL FROM:<late@client.test>").code == 250
+        assert w.cmd("RCPT TO:<r@localhost>").code == 250
+        w.send(b"BDAT 3\r\nabc")
+        assert w.reply().last == "250 2.0.0 3 octets received"
+        r = w.cmd("RCPT TO:<second@localhost>")
+        assert r.last == "503 5.5.1 Error: RCPT after BDAT", r
+        w.send(b"BDAT 2 LAST\r\nde")
+        qid = qid_of(w.reply())
+    recs = ringmx.spool_records()
+    assert [(r["qid"], r["rcpts"]) for r in recs] == [(qid, ["r@localhost"])]
+    assert body_after_received(recs[0]["message"]) == b"abcde"
+    assert len(rejects(ringmx, "rcpt_after_bdat")) == 1
+
+
 def test_bdat_without_rcpt_consumes_the_chunk_refuses_it_and_the_session_goes_on(ringmx):
     with Wire(ringmx.port) as w:
         ehlo(w)
