@@ -7,8 +7,13 @@
  * connection has at most two transactions open: `fin`, whose message is written and whose
  * final reply comes next, and `cur`, whose commands are being answered. Replies are parsed in
  * place in the connection's receive buffer and drive a small state machine, one handler per
- * state. Nothing is allocated after bench_client_new(); connection slots are reused with a
- * new generation on reconnect.
+ * state. Nothing is allocated after bench_client_new() (but OpenSSL's state with
+ * --starttls); connection slots are reused with a new generation on reconnect.
+ *
+ * With --starttls a connection's receives bring ciphertext into tls_in, which bench_tls
+ * decrypts into rbuf for the same parser; a write's plaintext waits in tls_plain and is
+ * encrypted one record at a time into tls_wire as the sends of the ciphertext complete, so
+ * "one send in flight" and the send-before-reply check keep their meaning.
  */
 #include "bench/bench_client.h"
 
@@ -25,6 +30,7 @@
 
 #include "bench/bench_msg.h"
 #include "bench/bench_reply.h"
+#include "bench/bench_tls.h"
 #include "server/assert.h"
 
 #define SWEEP_INTERVAL_NS 100000000u /* timeouts and reconnects are checked this often */
@@ -37,18 +43,20 @@ enum conn_state {
 	CONN_CONNECTING, /* connect in flight */
 	CONN_GREETING,	 /* waiting for 220 */
 	CONN_EHLO,
-	CONN_HELO,    /* EHLO was refused; trying HELO */
-	CONN_READY,   /* session up, no transaction (open loop: maybe on the idle stack) */
-	CONN_MAIL,    /* lock-step: waiting for the MAIL reply */
-	CONN_RCPT,    /* lock-step: waiting for RCPT reply number rcpt_i */
-	CONN_DATA,    /* lock-step: waiting for 354 */
-	CONN_PIPE,    /* pipelined: waiting for the replies to MAIL, RCPT..., DATA/BDAT */
-	CONN_FINAL,   /* message sent: waiting for the final reply */
-	CONN_DRAIN,   /* sent a lone "." after a 354 with no recipient; waiting for its reply */
-	CONN_RSET,    /* transaction failed after MAIL was accepted; waiting for RSET's 250 */
-	CONN_QUIT,    /* waiting for 221 */
-	CONN_CLOSING, /* cancelling what is in flight; the socket closes when nothing is */
-	CONN_DONE,    /* no more work for this slot, or it gave up */
+	CONN_HELO,	/* EHLO was refused; trying HELO */
+	CONN_STARTTLS,	/* --starttls: waiting for 220 to STARTTLS */
+	CONN_HANDSHAKE, /* TLS handshake; then EHLO again */
+	CONN_READY,	/* session up, no transaction (open loop: maybe on the idle stack) */
+	CONN_MAIL,	/* lock-step: waiting for the MAIL reply */
+	CONN_RCPT,	/* lock-step: waiting for RCPT reply number rcpt_i */
+	CONN_DATA,	/* lock-step: waiting for 354 */
+	CONN_PIPE,	/* pipelined: waiting for the replies to MAIL, RCPT..., DATA/BDAT */
+	CONN_FINAL,	/* message sent: waiting for the final reply */
+	CONN_DRAIN,	/* sent a lone "." after a 354 with no recipient; waiting for its reply */
+	CONN_RSET,	/* transaction failed after MAIL was accepted; waiting for RSET's 250 */
+	CONN_QUIT,	/* waiting for 221 */
+	CONN_CLOSING,	/* cancelling what is in flight; the socket closes when nothing is */
+	CONN_DONE,	/* no more work for this slot, or it gave up */
 };
 
 enum conn_op { OP_CONNECT = 1, OP_RECV, OP_SEND, OP_CANCEL };
@@ -95,8 +103,15 @@ struct conn {
 	struct msghdr mh;
 	struct iovec iov[2];
 	char *cbuf; /* commands of the current write */
-	char *rbuf; /* received bytes not yet parsed */
+	char *rbuf; /* received bytes not yet parsed (plaintext) */
 	size_t rlen;
+	struct bench_tls *tls;	   /* from the 220 to STARTTLS until the socket is closed */
+	bool tls_done;		   /* handshake complete */
+	unsigned tls_nplain;	   /* pieces of the current write not yet encrypted */
+	struct iovec tls_plain[2]; /* ... what is left of them */
+	char *tls_in;		   /* ciphertext received (BENCH_CLIENT_RBUF bytes) */
+	char *tls_wire;		   /* ciphertext being sent (BENCH_CLIENT_TLS_WIRE bytes) */
+	size_t tls_wire_len;
 };
 
 struct bench_client {
@@ -112,7 +127,8 @@ struct bench_client {
 	unsigned nsetup;   /* slots on their way to CONN_READY */
 	char *bufmem;
 	size_t cbuf_size;
-	uint32_t *idle; /* open loop: READY connections waiting for an arrival */
+	size_t conn_mem; /* bytes of bufmem per connection */
+	uint32_t *idle;	 /* open loop: READY connections waiting for an arrival */
 	unsigned nidle;
 	uint32_t *stamps; /* connections with a STAMP_* pending */
 	unsigned nstamps;
@@ -129,6 +145,8 @@ struct bench_client {
 
 static void conn_connect(struct bench_client *c, struct conn *k);
 static void conn_fail(struct bench_client *c, struct conn *k, enum conn_fail_kind kind, int err);
+static void conn_fail_tls(struct bench_client *c, struct conn *k, enum conn_fail_kind kind,
+			  const char *why);
 static void conn_close(struct bench_client *c, struct conn *k, bool reconnect);
 static void conn_next(struct bench_client *c, struct conn *k);
 
@@ -160,7 +178,13 @@ bench_client_plan_init(struct bench_plan *plan, const struct bench_opts *opts,
 	plan->busy_poll_ns = (uint64_t)opts->busy_poll_us * 1000;
 	plan->msgs =
 	    bench_msg_set_new(opts->sizes, opts->nsizes, (uint64_t)time(NULL), err, errlen);
-	return plan->msgs ? 0 : -ENOMEM;
+	if (!plan->msgs)
+		return -ENOMEM;
+	if (opts->starttls && !(plan->tls_ctx = bench_tls_ctx_new(err, errlen))) {
+		bench_client_plan_free(plan);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 void
@@ -168,6 +192,8 @@ bench_client_plan_free(struct bench_plan *plan)
 {
 	bench_msg_set_free(plan->msgs);
 	plan->msgs = NULL;
+	bench_tls_ctx_free(plan->tls_ctx);
+	plan->tls_ctx = NULL;
 }
 
 /* ---- client set-up -------------------------------------------------------------------- */
@@ -231,23 +257,30 @@ bench_client_new(struct bench_plan *plan, unsigned index, unsigned nconns, uint6
 	c->rate = rate;
 	c->rng = 0x9e3779b97f4a7c15ull * (index + 1u);
 	c->cbuf_size = bench_msg_cmd_size_max(c->o);
+	c->conn_mem = c->cbuf_size + BENCH_CLIENT_RBUF;
+	if (plan->tls_ctx)
+		c->conn_mem += BENCH_CLIENT_RBUF + BENCH_CLIENT_TLS_WIRE;
 	c->conns = calloc(nconns, sizeof(*c->conns));
 	c->idle = calloc(nconns, sizeof(*c->idle));
 	c->stamps = calloc(nconns, sizeof(*c->stamps));
-	c->bufmem = malloc((size_t)nconns * (c->cbuf_size + BENCH_CLIENT_RBUF));
+	c->bufmem = malloc((size_t)nconns * c->conn_mem);
 	c->eod = hist_new();
 	c->txn = hist_new();
 	if (!c->conns || !c->idle || !c->stamps || !c->bufmem || !c->eod || !c->txn)
 		goto oom;
 	for (unsigned i = 0; i < nconns; i++) {
 		struct conn *k = &c->conns[i];
-		char *mem = c->bufmem + (size_t)i * (c->cbuf_size + BENCH_CLIENT_RBUF);
+		char *mem = c->bufmem + (size_t)i * c->conn_mem;
 
 		k->fd = -1;
 		k->slot = i;
 		k->idle_pos = UINT32_MAX;
 		k->cbuf = mem;
 		k->rbuf = mem + c->cbuf_size;
+		if (plan->tls_ctx) {
+			k->tls_in = k->rbuf + BENCH_CLIENT_RBUF;
+			k->tls_wire = k->tls_in + BENCH_CLIENT_RBUF;
+		}
 		k->mh.msg_iov = k->iov;
 	}
 	return c;
@@ -264,9 +297,11 @@ bench_client_free(struct bench_client *c)
 		return;
 	if (c->ring_ok)
 		io_uring_queue_exit(&c->ring);
-	for (unsigned i = 0; c->conns && i < c->nconns; i++)
+	for (unsigned i = 0; c->conns && i < c->nconns; i++) {
 		if (c->conns[i].fd >= 0)
 			close(c->conns[i].fd);
+		bench_tls_free(c->conns[i].tls);
+	}
 	hist_free(c->eod);
 	hist_free(c->txn);
 	free(c->bufmem);
@@ -305,13 +340,17 @@ conn_expect(struct bench_client *c, struct conn *k, enum conn_state state)
 	k->deadline_ns = c->now_ns + c->plan->timeout_ns;
 }
 
+/* One receive: plaintext into what is free of rbuf, or with TLS ciphertext into tls_in. */
 static void
 conn_recv(struct bench_client *c, struct conn *k)
 {
 	struct io_uring_sqe *sqe = client_sqe(c);
 
 	ASSERT(!(k->ops & (1u << OP_RECV)) && k->rlen < BENCH_CLIENT_RBUF);
-	io_uring_prep_recv(sqe, k->fd, k->rbuf + k->rlen, BENCH_CLIENT_RBUF - k->rlen, 0);
+	if (k->tls)
+		io_uring_prep_recv(sqe, k->fd, k->tls_in, BENCH_CLIENT_RBUF, 0);
+	else
+		io_uring_prep_recv(sqe, k->fd, k->rbuf + k->rlen, BENCH_CLIENT_RBUF - k->rlen, 0);
 	/* Every byte so far is consumed and the next reply needs our next write: skip the
 	 * attempt that would only say EAGAIN and wait for data straight away. */
 	sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
@@ -331,20 +370,77 @@ conn_sendmsg(struct bench_client *c, struct conn *k)
 }
 
 /*
+ * Moves ciphertext into the empty wire buffer: first what OpenSSL holds (handshake records,
+ * the rest of the last record), then the write's plaintext, encrypted one record at a time,
+ * until the buffer is full or nothing is left. Returns 0, or -1 on a TLS error.
+ */
+static int
+conn_tls_fill(struct conn *k)
+{
+	for (;;) {
+		k->tls_wire_len += bench_tls_take(k->tls, k->tls_wire + k->tls_wire_len,
+						  BENCH_CLIENT_TLS_WIRE - k->tls_wire_len);
+		if (k->tls_wire_len == BENCH_CLIENT_TLS_WIRE || k->tls_nplain == 0)
+			return 0;
+		struct iovec *v = &k->tls_plain[0];
+		size_t n = v->iov_len < BENCH_TLS_RECORD ? v->iov_len : BENCH_TLS_RECORD;
+
+		if (bench_tls_write(k->tls, v->iov_base, n) < 0)
+			return -1;
+		v->iov_base = (char *)v->iov_base + n;
+		v->iov_len -= n;
+		if (v->iov_len == 0) {
+			k->tls_plain[0] = k->tls_plain[1];
+			k->tls_nplain--;
+		}
+	}
+}
+
+/* With no send in flight: sends the next wire buffer of ciphertext, if there is any. */
+static void
+conn_tls_flush(struct bench_client *c, struct conn *k)
+{
+	ASSERT(k->tls && !(k->ops & (1u << OP_SEND)));
+	k->tls_wire_len = 0;
+	if (conn_tls_fill(k) < 0) {
+		conn_fail(c, k, FAIL_IO, 0);
+		return;
+	}
+	if (k->tls_wire_len == 0)
+		return;
+	k->iov[0] = (struct iovec){.iov_base = k->tls_wire, .iov_len = k->tls_wire_len};
+	k->mh.msg_iovlen = 1;
+	conn_sendmsg(c, k);
+}
+
+/*
  * One write of a[0..alen) then b[0..blen) (b may be empty): commands in cbuf and message bytes
  * from the shared, read-only message, in either order. Fails the connection if the previous
  * write is still in flight: the server answered before it read all we sent, and cbuf cannot
- * be reused yet.
+ * be reused yet. With TLS, "in flight" is plaintext not yet encrypted; ciphertext already made
+ * may still be on its way, and the new write follows it.
  */
 static void
 conn_send(struct bench_client *c, struct conn *k, const void *a, size_t alen, const void *b,
 	  size_t blen)
 {
+	ASSERT(alen > 0);
+	if (k->tls) {
+		if (k->tls_nplain > 0) {
+			conn_fail(c, k, FAIL_PROTOCOL, 0);
+			return;
+		}
+		k->tls_plain[0] = (struct iovec){.iov_base = (void *)a, .iov_len = alen};
+		k->tls_plain[1] = (struct iovec){.iov_base = (void *)b, .iov_len = blen};
+		k->tls_nplain = blen ? 2 : 1;
+		if (!(k->ops & (1u << OP_SEND)))
+			conn_tls_flush(c, k);
+		return;
+	}
 	if (k->ops & (1u << OP_SEND)) {
 		conn_fail(c, k, FAIL_PROTOCOL, 0);
 		return;
 	}
-	ASSERT(alen > 0);
 	k->iov[0] = (struct iovec){.iov_base = (void *)a, .iov_len = alen};
 	k->iov[1] = (struct iovec){.iov_base = (void *)b, .iov_len = blen};
 	k->mh.msg_iovlen = blen ? 2 : 1;
@@ -742,10 +838,17 @@ static void
 on_ehlo(struct bench_client *c, struct conn *k, const struct bench_reply *r)
 {
 	unsigned caps;
+	char why[64];
 
 	if (r->code != 250) {
 		if (r->code < 500) {
 			conn_fail(c, k, FAIL_SESSION, 0);
+			return;
+		}
+		if (c->plan->tls_ctx && !k->tls) {
+			/* HELO has no extensions: no STARTTLS, and no plaintext instead of it */
+			snprintf(why, sizeof(why), "EHLO refused (reply %d): no STARTTLS", r->code);
+			conn_fail_tls(c, k, FAIL_SESSION, why);
 			return;
 		}
 		/* RFC 5321 3.2: a server that does not know EHLO gets HELO. */
@@ -756,9 +859,49 @@ on_ehlo(struct bench_client *c, struct conn *k, const struct bench_reply *r)
 		return;
 	}
 	caps = bench_reply_ehlo_caps(r);
+	if (c->plan->tls_ctx && !k->tls) {
+		/* --starttls asks for TLS, so a server without it gets no plaintext mail */
+		if (!(caps & BENCH_REPLY_CAP_STARTTLS)) {
+			conn_fail_tls(c, k, FAIL_SESSION, "the server does not offer STARTTLS");
+			return;
+		}
+		conn_expect(c, k, CONN_STARTTLS);
+		conn_send_str(c, k, "STARTTLS\r\n");
+		return;
+	}
+	/* RFC 3207 4.2: what the EHLO before STARTTLS said is forgotten; this reply counts */
 	k->cap_size = caps & BENCH_REPLY_CAP_SIZE;
 	conn_session_ready(c, k, caps & BENCH_REPLY_CAP_PIPELINING,
 			   caps & BENCH_REPLY_CAP_CHUNKING);
+}
+
+/*
+ * The 220 to STARTTLS: the TLS session starts and the ClientHello goes out. Nothing the
+ * server sent after the 220 in the clear may be used (RFC 3207 5; conn_parse checks).
+ */
+static void
+on_starttls(struct bench_client *c, struct conn *k, int code)
+{
+	char why[64];
+
+	if (code != 220) {
+		snprintf(why, sizeof(why), "STARTTLS refused (reply %d)", code);
+		conn_fail_tls(c, k, FAIL_SESSION, why);
+		return;
+	}
+	ASSERT(!k->tls && !k->tls_done && k->tls_nplain == 0);
+	k->tls = bench_tls_new(c->plan->tls_ctx, c->o->host);
+	if (!k->tls) {
+		conn_fail_tls(c, k, FAIL_SESSION, "out of memory for a TLS session");
+		return;
+	}
+	conn_expect(c, k, CONN_HANDSHAKE);
+	if (bench_tls_handshake(k->tls) < 0) {
+		conn_fail_tls(c, k, FAIL_SESSION, bench_tls_error(k->tls));
+		return;
+	}
+	if (!(k->ops & (1u << OP_SEND)))
+		conn_tls_flush(c, k);
 }
 
 static void
@@ -928,6 +1071,9 @@ conn_on_reply(struct bench_client *c, struct conn *k, const struct bench_reply *
 	case CONN_HELO:
 		on_helo(c, k, code);
 		break;
+	case CONN_STARTTLS:
+		on_starttls(c, k, code);
+		break;
 	case CONN_MAIL:
 		on_mail(c, k, code);
 		break;
@@ -952,7 +1098,7 @@ conn_on_reply(struct bench_client *c, struct conn *k, const struct bench_reply *
 	case CONN_READY:
 		on_unsolicited(c, k, code);
 		break;
-	default: /* CONN_FINAL always has fin_pending */
+	default: /* CONN_FINAL always has fin_pending; CONN_HANDSHAKE parses no replies */
 		ASSERT(!"reply in a state that expects none");
 	}
 }
@@ -965,11 +1111,15 @@ conn_in_session(const struct conn *k)
 	return k->state >= CONN_GREETING && k->state <= CONN_QUIT;
 }
 
-/* Handles every complete reply in the buffer, then keeps one receive in flight. */
-static void
+/*
+ * Handles every complete reply in rbuf. Returns true when the connection goes on and wants
+ * its next receive, false when it was closed (the rest of the buffer is stale then).
+ */
+static bool
 conn_parse(struct bench_client *c, struct conn *k)
 {
 	uint32_t gen = k->gen;
+	bool was_tls = k->tls != NULL;
 	size_t off = 0;
 
 	while (off < k->rlen) {
@@ -980,12 +1130,22 @@ conn_parse(struct bench_client *c, struct conn *k)
 			break;
 		if (n == BENCH_REPLY_ERROR) {
 			conn_fail(c, k, FAIL_PROTOCOL, 0);
-			return;
+			return false;
 		}
 		conn_on_reply(c, k, &r);
 		off += (size_t)n;
 		if (k->gen != gen || !conn_in_session(k))
-			return; /* closed (and maybe reconnected): the rest is stale */
+			return false; /* closed (and maybe reconnected) */
+		if (k->tls && !was_tls) {
+			/* RFC 3207 5: plaintext after the 220 is an injection, never a reply */
+			if (off != k->rlen) {
+				conn_fail_tls(c, k, FAIL_PROTOCOL,
+					      "the server sent more after its 220 to STARTTLS");
+				return false;
+			}
+			k->rlen = 0;
+			return true;
+		}
 	}
 	if (off) {
 		memmove(k->rbuf, k->rbuf + off, k->rlen - off);
@@ -993,9 +1153,105 @@ conn_parse(struct bench_client *c, struct conn *k)
 	}
 	if (k->rlen == BENCH_CLIENT_RBUF) {
 		conn_fail(c, k, FAIL_PROTOCOL, 0); /* one reply larger than the buffer */
+		return false;
+	}
+	return true;
+}
+
+/* End of the stream (a FIN, or TLS close_notify): expected after QUIT, tolerated between
+ * transactions, an error otherwise. */
+static void
+conn_on_eof(struct bench_client *c, struct conn *k)
+{
+	if (k->state == CONN_QUIT)
+		conn_close(c, k, k->reconnect);
+	else if (k->state == CONN_READY)
+		conn_close(c, k, true);
+	else
+		conn_fail(c, k, FAIL_IO, 0);
+}
+
+/*
+ * TLS: decrypts what has come into rbuf and handles the replies, as long as there is some,
+ * sends what OpenSSL wants to send by itself (a KeyUpdate answer), then receives again.
+ */
+static void
+conn_tls_read(struct bench_client *c, struct conn *k)
+{
+	uint32_t gen = k->gen;
+
+	for (;;) {
+		ASSERT(k->rlen < BENCH_CLIENT_RBUF);
+		ssize_t n = bench_tls_read(k->tls, k->rbuf + k->rlen, BENCH_CLIENT_RBUF - k->rlen);
+
+		if (n == BENCH_TLS_CLOSED) {
+			conn_on_eof(c, k);
+			return;
+		}
+		if (n < 0) {
+			conn_fail(c, k, FAIL_IO, 0);
+			return;
+		}
+		if (n == 0)
+			break;
+		k->rlen += (size_t)n;
+		if (!conn_parse(c, k))
+			return;
+	}
+	if (bench_tls_pending(k->tls) > 0 && !(k->ops & (1u << OP_SEND)))
+		conn_tls_flush(c, k);
+	if (k->gen == gen && conn_in_session(k))
+		conn_recv(c, k);
+}
+
+/* The handshake is complete: note what was negotiated, then EHLO again (RFC 3207 4.2). */
+static void
+conn_tls_ready(struct bench_client *c, struct conn *k)
+{
+	k->tls_done = true;
+	c->st.tls_handshakes++;
+	if (!c->st.tls_version[0]) {
+		snprintf(c->st.tls_version, sizeof(c->st.tls_version), "%s",
+			 bench_tls_version(k->tls));
+		snprintf(c->st.tls_cipher, sizeof(c->st.tls_cipher), "%s",
+			 bench_tls_cipher(k->tls));
+	}
+	conn_expect(c, k, CONN_EHLO);
+	conn_send_cmd(c, k, bench_msg_put_ehlo(k->cbuf, c->o->helo));
+}
+
+/* TLS: n bytes of ciphertext arrived in tls_in. */
+static void
+conn_tls_on_data(struct bench_client *c, struct conn *k, size_t n)
+{
+	uint32_t gen = k->gen;
+
+	if (bench_tls_feed(k->tls, k->tls_in, n) < 0) {
+		conn_fail(c, k, FAIL_IO, 0);
 		return;
 	}
-	conn_recv(c, k);
+	if (k->tls_done) {
+		conn_tls_read(c, k);
+		return;
+	}
+	int r = bench_tls_handshake(k->tls);
+
+	if (r < 0) {
+		conn_fail_tls(c, k, FAIL_SESSION, bench_tls_error(k->tls));
+		return;
+	}
+	if (!(k->ops & (1u << OP_SEND)))
+		conn_tls_flush(c, k); /* our next flight, if any */
+	if (k->gen != gen || !conn_in_session(k))
+		return;
+	if (r == 0) {
+		conn_expect(c, k, CONN_HANDSHAKE);
+		conn_recv(c, k);
+		return;
+	}
+	conn_tls_ready(c, k);
+	if (k->gen == gen && conn_in_session(k))
+		conn_tls_read(c, k); /* records that came with the server's last flight */
 }
 
 /* ---- connection life ------------------------------------------------------------------ */
@@ -1016,6 +1272,7 @@ conn_connect(struct bench_client *c, struct conn *k)
 	int fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
 
 	k->gen++;
+	ASSERT(k->tls == NULL && k->tls_nplain == 0);
 	if (fd < 0) {
 		k->state = CONN_CONNECTING; /* so that the failure counts as a connect error */
 		conn_fail(c, k, FAIL_IO, errno);
@@ -1047,6 +1304,11 @@ conn_closed(struct bench_client *c, struct conn *k)
 	if (k->fd >= 0)
 		close(k->fd);
 	k->fd = -1;
+	bench_tls_free(k->tls); /* nothing in flight reads tls_wire any more */
+	k->tls = NULL;
+	k->tls_done = false;
+	k->tls_nplain = 0;
+	k->tls_wire_len = 0;
 	if (k->fail_streak >= BENCH_CLIENT_CONNECT_TRIES) {
 		c->st.gave_up = true;
 		conn_set_done(c, k);
@@ -1079,8 +1341,35 @@ conn_close(struct bench_client *c, struct conn *k, bool reconnect)
 	io_uring_sqe_set_data64(sqe, op_data(OP_CANCEL, k));
 }
 
+/* A STARTTLS set-up that did not come up: counted, and the first reason kept for the report. */
 static void
-conn_fail(struct bench_client *c, struct conn *k, enum conn_fail_kind kind, int err)
+tls_note_failure(struct bench_client *c, const char *why)
+{
+	c->st.tls_failed++;
+	if (!c->st.tls_error[0])
+		snprintf(c->st.tls_error, sizeof(c->st.tls_error), "%s", why);
+}
+
+/* Why a connection failed while waiting for the 220 to STARTTLS or in the handshake. */
+static const char *
+tls_failure_reason(const struct conn *k, enum conn_fail_kind kind)
+{
+	bool hs = k->state == CONN_HANDSHAKE;
+
+	switch (kind) {
+	case FAIL_TIMEOUT:
+		return hs ? "the TLS handshake timed out (--timeout)"
+			  : "no reply to STARTTLS within --timeout";
+	case FAIL_IO:
+		return hs ? "the connection broke during the TLS handshake"
+			  : "the connection broke after STARTTLS";
+	default:
+		return hs ? "the TLS handshake failed" : "unparseable reply to STARTTLS";
+	}
+}
+
+static void
+conn_fail_now(struct bench_client *c, struct conn *k, enum conn_fail_kind kind, int err)
 {
 	if (kind == FAIL_TIMEOUT)
 		c->st.timeouts++;
@@ -1095,6 +1384,25 @@ conn_fail(struct bench_client *c, struct conn *k, enum conn_fail_kind kind, int 
 			c->st.first_errno = err;
 	}
 	conn_close(c, k, true);
+}
+
+/* A failure while TLS was coming up (STARTTLS not offered, refused, a handshake error):
+ * counted as a failed connection attempt and as a TLS failure, for the reason why. */
+static void
+conn_fail_tls(struct bench_client *c, struct conn *k, enum conn_fail_kind kind, const char *why)
+{
+	ASSERT(k->state < CONN_READY);
+	tls_note_failure(c, why);
+	conn_fail_now(c, k, kind, 0);
+}
+
+/* A failure of kind `kind`: the open transactions err, the connection is replaced. */
+static void
+conn_fail(struct bench_client *c, struct conn *k, enum conn_fail_kind kind, int err)
+{
+	if (k->state == CONN_STARTTLS || k->state == CONN_HANDSHAKE)
+		tls_note_failure(c, tls_failure_reason(k, kind));
+	conn_fail_now(c, k, kind, err);
 }
 
 static void
@@ -1149,8 +1457,11 @@ on_send_done(struct bench_client *c, struct conn *k, int res)
 		conn_fail(c, k, FAIL_IO, 0);
 		return;
 	}
-	if ((size_t)res >= want)
+	if ((size_t)res >= want) {
+		if (k->tls)
+			conn_tls_flush(c, k); /* the rest of the write, or what OpenSSL queued */
 		return;
+	}
 	/* Short write despite MSG_WAITALL (a signal, a full buffer): send the rest. */
 	size_t done = (size_t)res;
 
@@ -1170,16 +1481,13 @@ on_recv_done(struct bench_client *c, struct conn *k, int res)
 	if (res < 0) {
 		conn_fail(c, k, FAIL_IO, 0);
 	} else if (res == 0) {
-		/* EOF: expected after QUIT, tolerated between transactions, an error otherwise. */
-		if (k->state == CONN_QUIT)
-			conn_close(c, k, k->reconnect);
-		else if (k->state == CONN_READY)
-			conn_close(c, k, true);
-		else
-			conn_fail(c, k, FAIL_IO, 0);
+		conn_on_eof(c, k);
+	} else if (k->tls) {
+		conn_tls_on_data(c, k, (size_t)res);
 	} else {
 		k->rlen += (size_t)res;
-		conn_parse(c, k);
+		if (conn_parse(c, k))
+			conn_recv(c, k);
 	}
 }
 
@@ -1432,6 +1740,14 @@ bench_client_stats_add(struct bench_stats *dst, const struct bench_stats *src)
 	dst->connect_errors += src->connect_errors;
 	dst->timeouts += src->timeouts;
 	dst->unsent += src->unsent;
+	dst->tls_handshakes += src->tls_handshakes;
+	dst->tls_failed += src->tls_failed;
+	if (!dst->tls_version[0]) {
+		memcpy(dst->tls_version, src->tls_version, sizeof(dst->tls_version));
+		memcpy(dst->tls_cipher, src->tls_cipher, sizeof(dst->tls_cipher));
+	}
+	if (!dst->tls_error[0])
+		memcpy(dst->tls_error, src->tls_error, sizeof(dst->tls_error));
 	if (src->t_last_ns > dst->t_last_ns)
 		dst->t_last_ns = src->t_last_ns;
 	if (!dst->first_errno)

@@ -22,8 +22,19 @@
  * Replies are parsed by bench_reply, commands and messages are written by bench_msg; this
  * module owns the connections, the session state machine and the measurements.
  *
+ * TLS (--starttls): after the EHLO reply each connection sends STARTTLS, does the handshake
+ * (bench_tls, memory BIOs) and EHLO again; from then on its receives bring ciphertext, which
+ * is decrypted into the receive buffer, and each write's plaintext (commands and the shared
+ * message) is encrypted one record at a time into the connection's wire buffer, sent, then
+ * the next. The handshake is part of the session's set-up, like the connect and the greeting:
+ * it is not in a transaction's latency (in the open loop a message waiting for a connection
+ * still waits for it). A STARTTLS that is not offered, refused, or a handshake that fails or
+ * times out fails the connection attempt: counted in connect_errors and tls_failed.
+ *
  * Limits: per connection one receive buffer of BENCH_CLIENT_RBUF bytes (a reply longer than
- * that is a protocol error) and one command buffer sized from --rcpts and the patterns.
+ * that is a protocol error) and one command buffer sized from --rcpts and the patterns; with
+ * --starttls also a ciphertext receive buffer of BENCH_CLIENT_RBUF bytes, a wire buffer of
+ * BENCH_CLIENT_TLS_WIRE bytes and OpenSSL's own state (allocated by OpenSSL per connection).
  *
  * Failure: bench_client_plan_init and bench_client_new return -errno / NULL with err filled;
  * bench_client_run records what went wrong in the stats and always returns NULL.
@@ -40,16 +51,20 @@
 #include "bench/hist.h"
 
 #define BENCH_CLIENT_RBUF 4096
-#define BENCH_CLIENT_CONNECT_TRIES 5 /* failed attempts in a row before a slot gives up */
-#define BENCH_CODE_MAX 1000	     /* reply codes are counted in [0, 1000) */
+#define BENCH_CLIENT_CONNECT_TRIES 5  /* failed attempts in a row before a slot gives up */
+#define BENCH_CODE_MAX 1000	      /* reply codes are counted in [0, 1000) */
+#define BENCH_CLIENT_TLS_WIRE 32768   /* ciphertext sent per write with --starttls */
+#define BENCH_CLIENT_TLS_TEXT_MAX 160 /* the TLS strings kept in bench_stats */
 
 struct bench_msg_set; /* bench/bench_msg.h */
+struct ssl_ctx_st;    /* OpenSSL's SSL_CTX, from bench/bench_tls.h */
 
 struct bench_plan {
 	const struct bench_opts *opts;
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	struct bench_msg_set *msgs; /* one message per --size entry, and their weights */
+	struct ssl_ctx_st *tls_ctx; /* --starttls: the client context the threads share */
 	unsigned nthreads;
 	uint64_t t0_ns;		     /* start of the run; set before the threads start */
 	uint64_t warmup_ns;	     /* results before t0 + warmup are discarded */
@@ -73,11 +88,16 @@ struct bench_stats {
 	uint64_t connections;		   /* TCP connections established */
 	uint64_t connect_errors;	   /* attempts that failed before the session was ready */
 	uint64_t timeouts;		   /* replies not received within --timeout (any state) */
-	uint64_t unsent;	/* open loop: arrivals due before the end but never started */
-	uint64_t t_last_ns;	/* end of the last measured transaction (0 if none) */
-	int first_errno;	/* first connect error, for the "cannot connect" message */
-	int first_bad_greeting; /* first non-220 greeting / failed EHLO code */
-	bool gave_up;		/* a connection slot gave up: the server is unreachable */
+	uint64_t unsent;	 /* open loop: arrivals due before the end but never started */
+	uint64_t tls_handshakes; /* --starttls: handshakes completed */
+	uint64_t tls_failed;	 /* STARTTLS not offered, refused, or the handshake failed */
+	uint64_t t_last_ns;	 /* end of the last measured transaction (0 if none) */
+	int first_errno;	 /* first connect error, for the "cannot connect" message */
+	int first_bad_greeting;	 /* first non-220 greeting / failed EHLO code */
+	bool gave_up;		 /* a connection slot gave up: the server is unreachable */
+	char tls_version[BENCH_CLIENT_TLS_TEXT_MAX]; /* of the first handshake: "TLSv1.3" */
+	char tls_cipher[BENCH_CLIENT_TLS_TEXT_MAX];  /* "TLS_AES_256_GCM_SHA384" */
+	char tls_error[BENCH_CLIENT_TLS_TEXT_MAX];   /* why the first TLS set-up failed */
 };
 
 /* Progress, published by the client thread with relaxed stores once per loop turn. */

@@ -294,9 +294,10 @@ json_config(const struct bench_run *r)
 	for (unsigned i = 0; i < o->nsizes; i++)
 		printf("%s{\"bytes\":%llu,\"weight\":%u}", i ? "," : "",
 		       (unsigned long long)o->sizes[i].bytes, o->sizes[i].weight);
-	printf("],\"rcpts\":%u,\"per_conn\":%llu,\"pipelining\":%s,\"chunking\":%s,", o->rcpts,
-	       (unsigned long long)o->per_conn, o->pipelining ? "true" : "false",
-	       o->chunking ? "true" : "false");
+	printf("],\"rcpts\":%u,\"per_conn\":%llu,\"pipelining\":%s,\"chunking\":%s,"
+	       "\"starttls\":%s,",
+	       o->rcpts, (unsigned long long)o->per_conn, o->pipelining ? "true" : "false",
+	       o->chunking ? "true" : "false", o->starttls ? "true" : "false");
 	if (o->rate > 0)
 		printf("\"rate\":%g,", o->rate);
 	else
@@ -308,6 +309,34 @@ json_config(const struct bench_run *r)
 	printf(",\"helo\":");
 	json_string(o->helo);
 	printf("}");
+}
+
+/* A string field, or null when it is empty. */
+static void
+json_string_or_null(const char *name, const char *s)
+{
+	printf("\"%s\":", name);
+	if (s[0])
+		json_string(s);
+	else
+		printf("null");
+}
+
+/* "tls": whether --starttls was asked; what the handshakes did (README.md "JSON"). */
+static void
+json_tls(const struct bench_run *r)
+{
+	const struct bench_stats *t = &r->total;
+
+	printf("\"tls\":%s,\"tls_handshakes\":%llu,\"tls_failed\":%llu,",
+	       r->opts.starttls ? "true" : "false", (unsigned long long)t->tls_handshakes,
+	       (unsigned long long)t->tls_failed);
+	json_string_or_null("tls_version", t->tls_version);
+	putchar(',');
+	json_string_or_null("tls_cipher", t->tls_cipher);
+	putchar(',');
+	json_string_or_null("tls_error", t->tls_error);
+	putchar(',');
 }
 
 static void
@@ -343,6 +372,7 @@ report_json(const struct bench_run *r)
 	       atomic_load(&r->plan.note_pipelining) ? "true" : "false",
 	       atomic_load(&r->plan.note_chunking) ? "true" : "false",
 	       r->interrupted ? "true" : "false");
+	json_tls(r);
 	json_config(r);
 	printf("}\n");
 }
@@ -368,9 +398,9 @@ text_header(const struct bench_run *r)
 	for (unsigned i = 0; i < o->nsizes; i++)
 		printf(o->nsizes == 1 ? "%s%llu" : "%s%llu:%u", i ? "," : "",
 		       (unsigned long long)o->sizes[i].bytes, o->sizes[i].weight);
-	printf(", %u rcpt%s, %s%s%s", o->rcpts, o->rcpts == 1 ? "" : "s",
+	printf(", %u rcpt%s, %s%s%s%s", o->rcpts, o->rcpts == 1 ? "" : "s",
 	       o->pipelining ? "pipelining, " : "", o->chunking ? "chunking, " : "",
-	       o->rate > 0 ? "open loop" : "closed loop");
+	       o->starttls ? "starttls, " : "", o->rate > 0 ? "open loop" : "closed loop");
 	if (o->rate > 0)
 		printf(" %g msgs/s", o->rate);
 	printf("\n");
@@ -402,6 +432,13 @@ report_text(const struct bench_run *r)
 		       (unsigned long long)t->unsent);
 	printf("  connections   %llu opened, %llu failed\n", (unsigned long long)t->connections,
 	       (unsigned long long)t->connect_errors);
+	if (r->opts.starttls) {
+		printf("  tls           %llu handshakes, %llu failed",
+		       (unsigned long long)t->tls_handshakes, (unsigned long long)t->tls_failed);
+		if (t->tls_version[0])
+			printf("  (%s %s)", t->tls_version, t->tls_cipher);
+		printf("\n");
+	}
 	printf("  elapsed       %.3f s\n", r->elapsed_s);
 	printf("  throughput    %.1f msgs/s  %.2f MB/s\n",
 	       rate_per_s((double)t->accepted, r->elapsed_s),
@@ -426,9 +463,15 @@ run_verdict(const struct bench_run *r)
 			"note: the server did not advertise PIPELINING; lock-step was used\n");
 	if (atomic_load(&r->plan.note_chunking))
 		fprintf(stderr, "note: the server did not advertise CHUNKING; DATA was used\n");
+	if (t->tls_failed && (t->sent > 0 || t->first_errno))
+		fprintf(stderr, "ringmx-bench: %llu STARTTLS set-ups failed (first: %s)\n",
+			(unsigned long long)t->tls_failed, t->tls_error);
 	if (t->sent == 0 && t->first_errno)
 		fprintf(stderr, "ringmx-bench: cannot connect to %s: %s\n", server,
 			strerror(t->first_errno));
+	else if (t->sent == 0 && t->tls_failed)
+		fprintf(stderr, "ringmx-bench: STARTTLS with %s failed: %s\n", server,
+			t->tls_error);
 	else if (t->sent == 0 && t->first_bad_greeting)
 		fprintf(stderr, "ringmx-bench: %s refused the session (reply %d)\n", server,
 			t->first_bad_greeting);

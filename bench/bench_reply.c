@@ -79,6 +79,8 @@ bench_reply_ehlo_caps(const struct bench_reply *r)
 			caps |= BENCH_REPLY_CAP_CHUNKING;
 		if (reply_keyword_is(kw, kwlen, "SIZE"))
 			caps |= BENCH_REPLY_CAP_SIZE;
+		if (reply_keyword_is(kw, kwlen, "STARTTLS"))
+			caps |= BENCH_REPLY_CAP_STARTTLS;
 		line = eol;
 	}
 	return caps;

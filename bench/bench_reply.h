@@ -41,6 +41,7 @@
 #define BENCH_REPLY_CAP_PIPELINING 1u /* RFC 2920 */
 #define BENCH_REPLY_CAP_CHUNKING 2u   /* RFC 3030 */
 #define BENCH_REPLY_CAP_SIZE 4u	      /* RFC 1870 */
+#define BENCH_REPLY_CAP_STARTTLS 8u   /* RFC 3207 */
 
 /* One complete reply; p points into the caller's buffer. */
 struct bench_reply {

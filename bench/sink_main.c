@@ -11,7 +11,8 @@
  * given rates, after an optional delay) and discarded. It counts connections, messages,
  * recipients and bytes; prints them on exit and on SIGUSR1, and writes them as JSON to --stats.
  * With --starttls it offers STARTTLS with the given certificate (PEM), through the same TLS
- * transport as ringmx (server/tls.c).
+ * transport as ringmx (server/tls.c), and counts the handshakes completed (tls) and failed
+ * (tls_failed).
  */
 #include <errno.h>
 #include <limits.h>
@@ -123,7 +124,7 @@ parse_args(int argc, char **argv, struct sink_opts *o)
 }
 
 struct sink_totals {
-	uint64_t connections, messages, recipients, bytes, tempfailed, permfailed;
+	uint64_t connections, messages, recipients, bytes, tempfailed, permfailed, tls, tls_failed;
 };
 
 static void
@@ -138,6 +139,8 @@ sink_totals(struct shard **shards, unsigned n, struct sink_totals *t)
 		t->bytes += atomic_load(&s->bytes);
 		t->tempfailed += atomic_load(&s->tempfailed);
 		t->permfailed += atomic_load(&s->rejected);
+		t->tls += atomic_load(&s->tls);
+		t->tls_failed += atomic_load(&s->tls_failed);
 	}
 }
 
@@ -148,10 +151,11 @@ sink_report(struct shard **shards, unsigned n, const char *stats_path, double el
 	sink_totals(shards, n, &t);
 	fprintf(stderr,
 		"ringmx-sink: connections=%llu messages=%llu recipients=%llu bytes=%llu "
-		"tempfailed=%llu permfailed=%llu elapsed_s=%.3f\n",
+		"tempfailed=%llu permfailed=%llu tls=%llu tls_failed=%llu elapsed_s=%.3f\n",
 		(unsigned long long)t.connections, (unsigned long long)t.messages,
 		(unsigned long long)t.recipients, (unsigned long long)t.bytes,
-		(unsigned long long)t.tempfailed, (unsigned long long)t.permfailed, elapsed_s);
+		(unsigned long long)t.tempfailed, (unsigned long long)t.permfailed,
+		(unsigned long long)t.tls, (unsigned long long)t.tls_failed, elapsed_s);
 	if (!stats_path)
 		return;
 	char tmp[4096];
@@ -163,10 +167,12 @@ sink_report(struct shard **shards, unsigned n, const char *stats_path, double el
 	}
 	fprintf(f,
 		"{\"connections\":%llu,\"messages\":%llu,\"recipients\":%llu,\"bytes\":%llu,"
-		"\"tempfailed\":%llu,\"permfailed\":%llu,\"elapsed_s\":%.3f}\n",
+		"\"tempfailed\":%llu,\"permfailed\":%llu,\"tls\":%llu,\"tls_failed\":%llu,"
+		"\"elapsed_s\":%.3f}\n",
 		(unsigned long long)t.connections, (unsigned long long)t.messages,
 		(unsigned long long)t.recipients, (unsigned long long)t.bytes,
-		(unsigned long long)t.tempfailed, (unsigned long long)t.permfailed, elapsed_s);
+		(unsigned long long)t.tempfailed, (unsigned long long)t.permfailed,
+		(unsigned long long)t.tls, (unsigned long long)t.tls_failed, elapsed_s);
 	fclose(f);
 	rename(tmp, stats_path); /* readers never see half a file */
 }

@@ -64,6 +64,7 @@ int shard_wake_fd(const struct shard *sh);
 /* Counters, readable from any thread at any time. */
 struct shard_stats {
 	_Atomic uint64_t connections, messages, recipients, bytes, rejected, tempfailed;
+	_Atomic uint64_t tls, tls_failed; /* TLS handshakes completed / failed (server/tls.c) */
 };
 
 struct shard *shard_create(const struct shard_params *p, char *err, size_t err_len);

@@ -163,6 +163,8 @@ tls_fail(struct conn *c, const char *reason)
 		log_finish();
 	}
 	ERR_clear_error();
+	if (!t->handshake_done)
+		atomic_fetch_add_explicit(&c->shard->stats.tls_failed, 1, memory_order_relaxed);
 	t->failed = true;
 	c->out_len = t->clear_len; /* a send in flight may still be reading the clear part */
 	shard_conn_dirty(c->shard, c);
@@ -197,6 +199,7 @@ tls_handshake(struct conn *c)
 		return false;
 	}
 	t->handshake_done = true;
+	atomic_fetch_add_explicit(&c->shard->stats.tls, 1, memory_order_relaxed);
 	if (log_start(LOG_INFO, "tls")) {
 		const SSL_CIPHER *ci = SSL_get_current_cipher(t->ssl);
 		log_str("client", c->peer_ip);

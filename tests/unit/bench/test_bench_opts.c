@@ -58,7 +58,7 @@ Test(bench_opts, only_server_gives_the_documented_defaults)
 	cr_assert_eq(opts.per_conn, 0);
 	cr_assert_float_eq(opts.rate, 0.0, 1e-12);
 	cr_assert_float_eq(opts.timeout_s, 30.0, 1e-12);
-	cr_assert(!opts.pipelining && !opts.chunking && !opts.json);
+	cr_assert(!opts.pipelining && !opts.chunking && !opts.json && !opts.starttls);
 	cr_assert_str_eq(opts.from, "bench@ringmx.test");
 	cr_assert_str_eq(opts.to, "user{n}@localhost");
 }
@@ -124,12 +124,38 @@ Test(bench_opts, a_missing_value_and_a_value_on_a_flag_are_errors)
 	assert_usage_error(parse_args("--server", "h:25", "--json=yes", NULL), "takes no value");
 }
 
-Test(bench_opts, starttls_is_refused_as_not_implemented)
+Test(bench_opts, starttls_is_off_by_default_and_on_with_the_flag)
 {
-	int rc = parse_args("--server", "h:25", "--starttls", NULL);
+	cr_assert_eq(parse_args("--server", "h:25", NULL), 0, "%s", err);
+	cr_assert(!opts.starttls);
+	cr_assert_eq(parse_args("--server", "h:25", "--starttls", NULL), 0, "%s", err);
+	cr_assert(opts.starttls);
+	cr_assert_eq(parse_args("--starttls", "--server=h:25", NULL), 0, "%s", err);
+	cr_assert(opts.starttls, "the flag may come before --server");
+}
 
-	cr_assert_eq(rc, -ENOTSUP);
-	cr_assert(strstr(err, "not supported yet: TLS is not implemented"), "%s", err);
+Test(bench_opts, starttls_combines_with_pipelining_chunking_and_per_conn)
+{
+	int rc = parse_args("--server", "h:25", "--starttls", "--pipelining", "--chunking",
+			    "--per-conn", "1", NULL);
+
+	cr_assert_eq(rc, 0, "%s", err);
+	cr_assert(opts.starttls && opts.pipelining && opts.chunking);
+	cr_assert_eq(opts.per_conn, 1);
+}
+
+Test(bench_opts, starttls_takes_no_value)
+{
+	assert_usage_error(parse_args("--server", "h:25", "--starttls=yes", NULL),
+			   "--starttls takes no value");
+}
+
+Test(bench_opts, the_usage_text_describes_starttls_as_supported)
+{
+	const char *u = bench_opts_usage();
+
+	cr_assert(strstr(u, "--starttls"));
+	cr_assert(!strstr(u, "not supported"), "%s", u);
 }
 
 Test(bench_opts, help_is_reported_to_the_caller)

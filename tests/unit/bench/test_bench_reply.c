@@ -331,3 +331,13 @@ Test(bench_reply, ehlo_keyword_scan_ends_at_a_bare_code_line)
 	cr_assert_eq(caps_of("250-mx.test\r\n250-SIZE\r\n250\n"), BENCH_REPLY_CAP_SIZE);
 	cr_assert_eq(caps_of("250-mx.test\r\n250\r\n"), 0);
 }
+
+Test(bench_reply, starttls_is_found_only_as_a_whole_keyword_after_the_greeting)
+{
+	cr_assert_eq(caps_of("250-mx.test\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 CHUNKING\r\n"),
+		     BENCH_REPLY_CAP_PIPELINING | BENCH_REPLY_CAP_STARTTLS |
+			 BENCH_REPLY_CAP_CHUNKING);
+	cr_assert_eq(caps_of("250-mx.test\n250 starttls\n"), BENCH_REPLY_CAP_STARTTLS);
+	cr_assert_eq(caps_of("250 STARTTLS\r\n"), 0, "the first line is the greeting");
+	cr_assert_eq(caps_of("250-mx.test\r\n250-STARTTLSX\r\n250 XSTARTTLS\r\n"), 0);
+}
