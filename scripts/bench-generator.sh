@@ -3,40 +3,56 @@
 # smtp-source against the same receiver (ringmx-sink), same message bytes, same concurrency,
 # same connection reuse, lock-step (smtp-source does not pipeline), in alternation, 3 rounds.
 #   scripts/bench-generator.sh [--messages N] [--connections C] [--rounds R] [--busy-poll US]
+#                              [--body BYTES] [--new-conn] [--sink-poll US]
 # ringmx-bench polls --busy-poll US (default 200) before sleeping: it owns its core, and on a VM
-# a sleeping vCPU is slow to wake (see bench/RESULTS.md).
+# a sleeping vCPU is slow to wake (see bench/RESULTS.md). --sink-poll US does the same for
+# ringmx-sink (default 0), so that the receiver's ceiling is not what is measured. --body is
+# smtp-source's -l (default 4096); ringmx-bench sends the same total size (body + 115 bytes of
+# smtp-source's headers). --new-conn: a new connection per message for both (smtp-source
+# without -d, ringmx-bench --per-conn 1) instead of reuse.
 # Prints each round and the medians. Server on CPU 1, generators on CPU 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=20000 C=10 R=3 POLL=200
+N=20000 C=10 R=3 POLL=200 BODY=4096 NEWCONN=0 SINKPOLL=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--messages) N=$2; shift 2 ;;
 	--connections) C=$2; shift 2 ;;
 	--rounds) R=$2; shift 2 ;;
 	--busy-poll) POLL=$2; shift 2 ;;
-	*) echo "usage: $0 [--messages N] [--connections C] [--rounds R] [--busy-poll US]" >&2; exit 2 ;;
+	--body) BODY=$2; shift 2 ;;
+	--new-conn) NEWCONN=1; shift ;;
+	--sink-poll) SINKPOLL=$2; shift 2 ;;
+	*) echo "usage: $0 [--messages N] [--connections C] [--rounds R] [--busy-poll US]" \
+		"[--body BYTES] [--new-conn] [--sink-poll US]" >&2; exit 2 ;;
 	esac
 done
+SIZE=$((BODY + 115))
+if [ "$NEWCONN" = 1 ]; then src_reuse=() rb_reuse=(--per-conn 1) mode="new connection per message"
+else src_reuse=(-d) rb_reuse=() mode="reuse"; fi
+sink_poll=()
+[ "$SINKPOLL" != 0 ] && sink_poll=(--busy-poll "$SINKPOLL")
 scripts/install-deps.sh --bench
 command -v smtp-source >/dev/null || PATH=$PATH:/usr/sbin
 command -v smtp-source >/dev/null || { echo "smtp-source missing: scripts/install-deps.sh --bench" >&2; exit 1; }
 make -s all
 port=$((20000 + RANDOM % 20000))
-taskset -c 1 bin/ringmx-sink --listen 127.0.0.1:$port --shards 1 2>/dev/null &
+taskset -c 1 bin/ringmx-sink --listen 127.0.0.1:$port --shards 1 "${sink_poll[@]}" 2>/dev/null &
 sink=$!
 trap 'kill $sink 2>/dev/null; wait $sink 2>/dev/null || true' EXIT
 sleep 0.5
 # smtp-source -l 4096 sends a 4096-byte body plus its own headers: 4211 bytes on the wire.
+# (With another -l the headers are the same 115 bytes: SIZE is BODY + 115.)
 src=() rb=() csrc=() crb=()
 for r in $(seq "$R"); do
 	t0=$(date +%s.%N)
 	/usr/bin/time -f '%U %S' -o /tmp/bg-src.$$ \
-		taskset -c 0 smtp-source -l 4096 -m "$N" -s "$C" -d 127.0.0.1:$port >/dev/null
+		taskset -c 0 smtp-source -l "$BODY" -m "$N" -s "$C" "${src_reuse[@]}" 127.0.0.1:$port >/dev/null
 	t1=$(date +%s.%N)
 	s=$(echo "$N / ($t1 - $t0)" | bc -l)
 	b=$(/usr/bin/time -f '%U %S' -o /tmp/bg-rb.$$ taskset -c 0 bin/ringmx-bench \
-		--server 127.0.0.1:$port --connections "$C" --messages "$N" --size 4211 --threads 1 \
+		--server 127.0.0.1:$port --connections "$C" --messages "$N" --size "$SIZE" --threads 1 \
+		"${rb_reuse[@]}" \
 		--busy-poll "$POLL" --json |
 		/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["msgs_per_s"])')
 	# CPU seconds per 1000 messages (user + system) of each generator; polling is counted.
@@ -49,5 +65,5 @@ done
 rm -f /tmp/bg-src.$$ /tmp/bg-rb.$$
 med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ms=$(med "${src[@]}") mb=$(med "${rb[@]}") mcs=$(med "${csrc[@]}") mcb=$(med "${crb[@]}")
-printf 'median: smtp-source %.0f msgs/s, ringmx-bench %.0f msgs/s, rate ratio %.2f; CPU-s/1000: smtp-source %s, ringmx-bench %s (%d msgs, %d connections, reuse, lock-step, 4211-byte messages, sink ringmx-sink --shards 1)\n' \
-	"$ms" "$mb" "$(echo "$mb / $ms" | bc -l)" "$mcs" "$mcb" "$N" "$C"
+printf 'median: smtp-source %.0f msgs/s, ringmx-bench %.0f msgs/s, rate ratio %.2f; CPU-s/1000: smtp-source %s, ringmx-bench %s (%d msgs, %d connections, %s, lock-step, %d-byte messages, sink ringmx-sink --shards 1 %s)\n' \
+	"$ms" "$mb" "$(echo "$mb / $ms" | bc -l)" "$mcs" "$mcb" "$N" "$C" "$mode" "$SIZE" "${sink_poll[*]}"

@@ -58,6 +58,19 @@ def test_bench_and_sink_agree_on_every_message(tmp_path):
     assert r["connections"] == 20 and stats["connections"] == 21
 
 
+def test_a_busy_polling_sink_counts_the_same(tmp_path):
+    """--busy-poll changes how the sink waits, not what it counts (and bad values are refused)."""
+    sink = Sink(tmp_path, "--busy-poll", "200")
+    try:
+        r = bench(sink.port, "--connections", "10", "--messages", "2000", "--size", "1k")
+    finally:
+        stats = sink.stop()
+    assert r["accepted"] == 2000 == stats["messages"] and r["errored"] == 0
+    bad = subprocess.run([os.path.join(BIN, "ringmx-sink"), "--listen", "127.0.0.1:1",
+                          "--busy-poll", "20000"], capture_output=True, text=True, timeout=10)
+    assert bad.returncode == 2 and "--busy-poll: expected an integer 0..10000" in bad.stderr
+
+
 def test_bench_counts_new_connections_per_message_and_chunking_like_the_sink(tmp_path):
     sink = Sink(tmp_path)
     try:
