@@ -198,19 +198,20 @@ passwd_read_line(FILE *in, char *buf, size_t cap)
 	return true;
 }
 
-/* Asks on the terminal with echo off; stdin is the terminal. */
+/* Asks on the terminal with echo off; stdin is the terminal. The prompt comes after the echo is
+ * off (TCSAFLUSH drops what was typed before it): what is typed after the prompt is kept. */
 static bool
 passwd_prompt(const char *prompt, char *buf, size_t cap)
 {
 	struct termios old, quiet;
-	fputs(prompt, stderr);
-	fflush(stderr);
 	if (tcgetattr(STDIN_FILENO, &old) < 0)
 		return false;
 	quiet = old;
 	quiet.c_lflag &= ~(tcflag_t)ECHO;
 	quiet.c_lflag |= ECHONL;
 	tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	fputs(prompt, stderr);
+	fflush(stderr);
 	bool ok = passwd_read_line(stdin, buf, cap);
 	tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
 	return ok;

@@ -259,30 +259,49 @@ hash_equal(const char *a, const char *b)
 	return d == 0;
 }
 
+const char *
+auth_users_hash(const struct auth_users *u, const char *user, size_t user_len, bool *known)
+{
+	*known = false;
+	if (!u || u->n == 0)
+		return NULL;
+	const struct auth_user *e = users_find(u, user, user_len);
+	*known = e != NULL;
+	/* an unknown user is checked against a real hash (the first), and fails */
+	return e ? e->hash : u->v[0].hash;
+}
+
 bool
-auth_users_verify(const struct auth_users *u, const char *user, size_t user_len, const char *pass,
-		  size_t pass_len)
+auth_password_check(const char *hash, const char *pass, size_t pass_len)
 {
 	char pw[SASL_PASSWORD_MAX + 1];
-	bool ok = false;
 
-	if (!u || u->n == 0 || pass_len == 0 || pass_len > SASL_PASSWORD_MAX ||
-	    memchr(pass, '\0', pass_len))
+	ASSERT(hash != NULL);
+	if (pass_len == 0 || pass_len > SASL_PASSWORD_MAX || memchr(pass, '\0', pass_len))
 		return false;
-	const struct auth_user *e = users_find(u, user, user_len);
-	/* an unknown user is checked against a real hash (the first), and fails */
-	const char *hash = e ? e->hash : u->v[0].hash;
-	struct crypt_data *cd = calloc(1, sizeof *cd); /* 32 KiB: not on the shard's stack */
+	struct crypt_data *cd = calloc(1, sizeof *cd); /* 32 KiB: not on the stack */
 	if (!cd)
 		return false;
 	memcpy(pw, pass, pass_len);
 	pw[pass_len] = '\0';
 	const char *out = crypt_r(pw, hash, cd);
-	ok = e != NULL && out != NULL && out[0] != '*' && hash_equal(out, hash);
+	bool ok = out != NULL && out[0] != '*' && hash_equal(out, hash);
 	explicit_bzero(pw, sizeof pw);
 	explicit_bzero(cd, sizeof *cd);
 	free(cd);
 	return ok;
+}
+
+bool
+auth_users_verify(const struct auth_users *u, const char *user, size_t user_len, const char *pass,
+		  size_t pass_len)
+{
+	bool known;
+	const char *hash = auth_users_hash(u, user, user_len, &known);
+	if (!hash)
+		return false;
+	bool ok = auth_password_check(hash, pass, pass_len);
+	return known && ok;
 }
 
 /* ---- the throttle --------------------------------------------------------------------- */

@@ -9,9 +9,11 @@
  * User names are compared exactly (case matters). The config loads the file (config.c), so a
  * bad line is an error of the config at FILE:LINE, and SIGHUP reads it again.
  *
- * Cost: one check runs crypt_r() on the calling shard's thread, which is the point of
- * yescrypt (about 10 to 100 ms of CPU and 8 MiB of memory with libxcrypt's default cost): the
- * shard's other connections wait that long. A thread pool for checks is future work.
+ * Cost: one check runs crypt_r(), slow on purpose (yescrypt: about 10 to 100 ms of CPU and
+ * 8 MiB of memory with libxcrypt's default cost, more with a higher one). The shards never call
+ * it: they look the hash up (auth_users_hash, a binary search) and hand the check to the
+ * worker threads of server/auth_pool.h ([auth] check_threads), which call auth_password_check.
+ * auth_users_verify does both on the calling thread (tests, tools).
  *
  * Throttle: a fixed table of AUTH_THROTTLE_BUCKETS atomic words shared by all shards (no lock),
  * indexed by a keyed hash of the client address (an IPv6 client by its /64, as conn_limits
@@ -42,8 +44,17 @@ struct auth_users *auth_users_load(const char *path, int *line, char *why, size_
 void auth_users_free(struct auth_users *u);
 unsigned auth_users_count(const struct auth_users *u);
 
-/* True when the user is in the table and pass (pass_len bytes, no NUL inside) is its password.
- * An unknown user costs a crypt_r() all the same, so that timing does not tell names apart. */
+/* The hash to check a password of user against: the user's own, with *known set; for an
+ * unknown user a real hash of another user, with *known cleared, so that the check costs the
+ * same and timing does not tell names apart (the result must then be taken as a failure).
+ * NULL (and *known cleared) only for an empty table. The hash lives as long as the table. */
+const char *auth_users_hash(const struct auth_users *u, const char *user, size_t user_len,
+			    bool *known);
+/* True when pass (pass_len bytes) is the password of hash: crypt_r(), slow on purpose; safe on
+ * any thread. False for an empty password, one over SASL_PASSWORD_MAX bytes or with a NUL. */
+bool auth_password_check(const char *hash, const char *pass, size_t pass_len);
+/* True when the user is in the table and pass (pass_len bytes, no NUL inside) is its password:
+ * auth_users_hash, then auth_password_check, on the calling thread. */
 bool auth_users_verify(const struct auth_users *u, const char *user, size_t user_len,
 		       const char *pass, size_t pass_len);
 

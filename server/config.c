@@ -31,6 +31,7 @@
 #include "queue/spool_record.h"
 #include "queue/tls_client.h"
 #include "server/auth.h"
+#include "server/auth_pool.h"
 #include "server/tls.h"
 
 /* Limits of the file itself. A line is bounded so that inih reads it whole, in one buffer. */
@@ -48,6 +49,7 @@
 #define CONFIG_ERRORS_MAX 1000
 #define CONFIG_TIMEOUT_MAX 86400 /* s: one day */
 #define CONFIG_AUTH_FAILURES_MAX 10000
+#define CONFIG_AUTH_CHECK_THREADS_MAX AUTH_POOL_THREADS_MAX
 #define CONFIG_GREETING_DELAY_MAX_MS 60000
 #define CONFIG_SEGMENT_SIZE_MIN ((uint64_t)1 << 20)
 #define CONFIG_SEGMENT_SIZE_MAX ((uint64_t)1 << 30)
@@ -362,6 +364,7 @@ enum key_id {
 	K_AUTH_SENDER_POLICY,
 	K_AUTH_MAX_FAILURES,
 	K_AUTH_FAILURE_WINDOW,
+	K_AUTH_CHECK_THREADS,
 	K_COUNT
 };
 
@@ -1668,6 +1671,8 @@ static const struct key keys[K_COUNT] = {
 			     CONFIG_AUTH_FAILURES_MAX, NULL},
     [K_AUTH_FAILURE_WINDOW] = {"auth", "failure_window", key_unsigned, F(auth_failure_window),
 			       1, CONFIG_TIMEOUT_MAX, &time_suffixes},
+    [K_AUTH_CHECK_THREADS] = {"auth", "check_threads", key_unsigned, F(auth_check_threads), 1,
+			      CONFIG_AUTH_CHECK_THREADS_MAX, NULL},
 };
 #undef F
 
@@ -1985,6 +1990,7 @@ config_set_defaults(struct config *cfg)
 	cfg->auth_sender_policy = CONFIG_SENDER_OWN;
 	cfg->auth_max_failures = 5;
 	cfg->auth_failure_window = 300;
+	cfg->auth_check_threads = 2;
 	strcpy(cfg->spool_dir, DEFAULT_SPOOL_DIR);
 	cfg->fsync = true;
 	cfg->segment_size = (uint64_t)64 << 20;
@@ -2647,6 +2653,8 @@ config_restart_changes(const struct config *old, const struct config *next, char
 	    old->deliver_enabled != next->deliver_enabled,
 	    /* the TLS client context (trust anchors) is made with the delivery */
 	    strcmp(old->tls_ca_file, next->tls_ca_file) != 0,
+	    /* the password check threads are started with the daemon */
+	    old->auth_check_threads != next->auth_check_threads,
 	};
 	static const enum key_id ids[] = {K_LISTEN,	   K_LISTEN_TLS,
 					  K_SUBMISSION_LISTEN, K_SUBMISSION_LISTEN_TLS,
@@ -2654,7 +2662,8 @@ config_restart_changes(const struct config *old, const struct config *next, char
 					  K_SPOOL_DIR,	   K_SEGMENT_SIZE,
 					  K_FSYNC,	   K_BUSY_POLL_US,
 					  K_CONTROL_SOCKET,    K_DELIVER_ENABLED,
-					  K_DELIVER_TLS_CA_FILE};
+					  K_DELIVER_TLS_CA_FILE,
+					  K_AUTH_CHECK_THREADS};
 	unsigned n = 0;
 	size_t used = 0;
 

@@ -178,6 +178,7 @@ struct config {
 	enum config_sender_policy auth_sender_policy;
 	unsigned auth_max_failures;	  /* failed AUTH per client address ... */
 	unsigned auth_failure_window;	  /* s: ... within this, then refused for as long */
+	unsigned auth_check_threads;	  /* password check threads (server/auth_pool.h) */
 
 	/* [spool] */
 	char spool_dir[PATH_MAX];

@@ -22,6 +22,7 @@
 #include "queue/delivery.h"
 #include "queue/recover.h"
 #include "queue/spool_scan.h"
+#include "server/auth_pool.h"
 #include "server/listen.h"
 #include "server/config.h"
 #include "server/conn_limits.h"
@@ -174,6 +175,7 @@ struct daemon {
 	struct dns_local local;
 	struct shard_recovered recovered[SHARDS_MAX];
 	struct control *ctl;
+	struct auth_pool *auth_pool; /* AUTH's password checks, for every shard */
 };
 
 static void
@@ -205,6 +207,7 @@ daemon_reload(struct daemon *d)
 		next->busy_poll_us = d->cfg->busy_poll_us;
 		memcpy(next->control_socket, d->cfg->control_socket, sizeof next->control_socket);
 		next->deliver_enabled = d->cfg->deliver_enabled;
+		next->auth_check_threads = d->cfg->auth_check_threads;
 	}
 	d->cfg_gen++;
 	for (unsigned i = 0; i < d->nshards; i++)
@@ -265,6 +268,19 @@ daemon_start(struct daemon *d)
 			dns_local_add_text(&d->local, ip);
 		}
 	}
+	/* Only a submission listener takes AUTH, and those need a restart to appear. */
+	if (d->cfg->auth_users) {
+		unsigned threads = d->cfg->auth_check_threads;
+		struct auth_pool_params ap = {.threads = threads,
+					      .queue_max = threads * AUTH_POOL_QUEUE_PER_THREAD,
+					      .ninboxes = d->nshards};
+		d->auth_pool = auth_pool_create(&ap, err, sizeof err);
+		if (!d->auth_pool) {
+			fprintf(stderr, "ringmx: %s\n", err);
+			log_msg(LOG_ERROR, "start_failed", "%s", err);
+			return -1;
+		}
+	}
 	for (unsigned i = 0; i < d->nshards; i++) {
 		struct shard_params p = {.id = i,
 					 .cfg = d->cfg,
@@ -272,7 +288,8 @@ daemon_start(struct daemon *d)
 					 .qid_floor_ms = SHARD_QID_MS(max_qid),
 					 .mesh = d->mesh,
 					 .local = &d->local,
-					 .recovered = &d->recovered[i]};
+					 .recovered = &d->recovered[i],
+					 .auth_pool = d->auth_pool};
 		d->shards[i] = shard_create(&p, err, sizeof err);
 		if (!d->shards[i]) {
 			fprintf(stderr, "ringmx: %s\n", err);
@@ -337,10 +354,17 @@ daemon_stop(struct daemon *d)
 		if (d->shards[i])
 			shard_request_stop(d->shards[i]);
 	uint64_t msgs = 0, conns = 0;
+	for (unsigned i = 0; i < d->nshards; i++)
+		if (d->shards[i])
+			shard_join(d->shards[i]);
+	/* The checks' workers write to the shards' eventfds: gone before the shards are. A shard
+	 * stops only once its checks came back, so none is left to drop but after a failed start
+	 * or a loop error. */
+	auth_pool_destroy(d->auth_pool);
+	d->auth_pool = NULL;
 	for (unsigned i = 0; i < d->nshards; i++) {
 		if (!d->shards[i])
 			continue;
-		shard_join(d->shards[i]);
 		msgs += atomic_load(&shard_stats(d->shards[i])->messages);
 		conns += atomic_load(&shard_stats(d->shards[i])->connections);
 		shard_destroy(d->shards[i]);

@@ -12,6 +12,7 @@
 #include "queue/ctl.h"
 #include "queue/delivery.h"
 #include "server/assert.h"
+#include "server/auth_pool.h"
 #include "server/listen.h"
 #include "server/log.h"
 #include "server/shard_impl.h"
@@ -48,6 +49,7 @@ shard_create(const struct shard_params *p, char *err, size_t err_len)
 	sh->mesh = p->mesh;
 	sh->local = p->local;
 	sh->recovered = p->recovered;
+	sh->auth_pool = p->auth_pool;
 	sh->sink_rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)p->id << 17) ^ (uint64_t)time(NULL);
 	sh->wake_fd = -1;
 	for (unsigned i = 0; i < SHARD_LISTEN_MAX; i++)
@@ -94,6 +96,8 @@ shard_create(const struct shard_params *p, char *err, size_t err_len)
 		snprintf(err, err_len, "eventfd: %s", strerror(errno));
 		goto fail;
 	}
+	if (sh->auth_pool)
+		auth_pool_inbox_set_wake(sh->auth_pool, sh->id, sh->wake_fd);
 	if (!sh->sink.enabled) {
 		struct spool_params sp = {
 			.dir = cfg->spool_dir,
@@ -277,6 +281,34 @@ shard_spool_done(void *arg, const struct spool_done *d)
 		return; /* the client left: the message is stored all the same */
 	smtp_session_event(c, SMTP_EV_COMMITTED, NULL, 0, status);
 	conn_resume(c);
+}
+
+int
+shard_auth_submit(struct shard *sh, struct auth_job *job)
+{
+	if (!sh->auth_pool)
+		return -EAGAIN;
+	int rc = auth_pool_submit(sh->auth_pool, sh->id, job);
+	if (rc == 0)
+		sh->auth_inflight++;
+	return rc;
+}
+
+/* The eventfd fired: password checks that are done come back to their sessions (or are
+ * dropped by them, when the connection is gone). */
+static void
+shard_auth_take(struct shard *sh)
+{
+	if (!sh->auth_pool)
+		return;
+	struct auth_job *j = auth_pool_take(sh->auth_pool, sh->id), *next;
+	for (; j; j = next) {
+		next = j->next;
+		ASSERT(sh->auth_inflight > 0);
+		sh->auth_inflight--;
+		uint32_t slot = (uint32_t)j->owner, gen = (uint32_t)(j->owner >> 32);
+		smtp_session_auth_done(sh, shard_conn_lookup(sh, slot, gen), j); /* frees j */
+	}
 }
 
 /* ---- connections ---------------------------------------------------------------------- */
@@ -579,6 +611,7 @@ shard_on_cqe(void *ctx, struct io_uring_cqe *cqe)
 	}
 	if (op == OP_WAKE) {
 		shard_wake_arm(sh);
+		shard_auth_take(sh);
 		if (atomic_load(&sh->stop_requested) && !sh->stopping)
 			shard_stop_begin(sh);
 		return;
@@ -690,8 +723,9 @@ shard_start_report(struct shard *sh, int rc)
 static bool
 shard_finished(struct shard *sh)
 {
-	return sh->stopping && sh->used_slots == 0 && !(sh->spool && spool_busy(sh->spool)) &&
-	       !(sh->dlv && delivery_busy(sh->dlv));
+	/* a check in flight comes back to this shard's inbox and wake_fd: wait for it */
+	return sh->stopping && sh->used_slots == 0 && sh->auth_inflight == 0 &&
+	       !(sh->spool && spool_busy(sh->spool)) && !(sh->dlv && delivery_busy(sh->dlv));
 }
 
 static uint64_t

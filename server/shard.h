@@ -4,9 +4,11 @@
  * Shards share nothing but atomics: the connection limits, the segment sequence counter and
  * the published config. main.c creates them, starts them, publishes a new config on SIGHUP
  * and asks them to stop on SIGTERM; the control thread (server/control.c) asks them ringmxctl
- * requests through a small mailbox (shard_ctl). ringmx-sink runs the same shards in sink mode: no spool,
- * every recipient accepted, messages answered (after an optional delay, or failed at chosen
- * rates) and discarded.
+ * requests through a small mailbox (shard_ctl). AUTH's password checks run on the threads of
+ * server/auth_pool.h, shared by all shards: a check's result lands in the shard's inbox and
+ * wakes it through its eventfd (the one the delivery mesh uses too). ringmx-sink runs the same
+ * shards in sink mode: no spool, every recipient accepted, messages answered (after an
+ * optional delay, or failed at chosen rates) and discarded.
  *
  * Failure: shard_create / shard_start return NULL / -errno with err filled; shard_ctl returns
  * -ETIMEDOUT when the shard does not answer.
@@ -24,6 +26,7 @@ struct shard;
 struct qmsg;
 struct delivery_mesh;
 struct dns_local;
+struct auth_pool;
 
 /* What start-up recovery found for one shard (its home messages and segments); the shard
  * adopts the messages, main frees the arrays once shard_start returned. */
@@ -53,6 +56,9 @@ struct shard_params {
 	struct delivery_mesh *mesh;    /* NULL: no delivery (sink mode, [deliver] enabled = no) */
 	const struct dns_local *local; /* this host's addresses (MX loop detection) */
 	struct shard_recovered *recovered;
+	/* Password checks for AUTH (server/auth_pool.h), shared by all shards; this shard's
+	 * inbox is its id. NULL: none (no submission listener), AUTH answers 454. */
+	struct auth_pool *auth_pool;
 };
 
 /* The eventfd that wakes the shard (for the delivery mesh). */

@@ -70,6 +70,9 @@ struct shard {
 	struct shard_sink sink;
 	uint64_t sink_rng;
 
+	struct auth_pool *auth_pool;
+	uint32_t auth_inflight; /* checks submitted and not yet taken back: the stop waits */
+
 	int wake_fd;
 	uint64_t wake_val;
 	bool wake_armed;
@@ -108,6 +111,11 @@ uint64_t shard_qid_next(struct shard *sh);
 const char *shard_date(struct shard *sh);
 /* Hands a finished record to the spool (or the sink); the session gets COMMITTED later. */
 void shard_commit(struct shard *sh, struct conn *c, char *rec, size_t len);
+/* Hands a password check to the auth pool; its result comes back to
+ * smtp_session_auth_done on this thread. Returns 0, or -EAGAIN when the pool's queue is full or
+ * there is no pool (the job stays the caller's). */
+struct auth_job;
+int shard_auth_submit(struct shard *sh, struct auth_job *job);
 /* For conn.c: */
 void shard_conn_dirty(struct shard *sh, struct conn *c);
 /* The client is known (at accept, or from its PROXY header): its connection limits, the

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 #include "server/assert.h"
 #include "server/auth.h"
+#include "server/auth_pool.h"
 #include "server/conn.h"
 #include "server/log.h"
 #include "server/shard_impl.h"
@@ -787,19 +789,43 @@ session_now_s(struct conn *c)
 	return c->shard->loop.now_ms / 1000;
 }
 
+/* A password check on the auth pool, with what the session needs to finish the exchange:
+ * copies, since the connection may be gone when the result comes back. */
+struct auth_pending {
+	struct auth_job job; /* first: the block is freed through it */
+	enum sasl_mech mech;
+	bool known; /* the user is in the users file */
+	struct sockaddr_storage peer;
+	char peer_ip[INET6_ADDRSTRLEN];
+	size_t user_len;
+	char user[SASL_NAME_MAX + 1];
+};
+_Static_assert(offsetof(struct auth_pending, job) == 0, "auth_pool frees a job's whole block");
+
+/* Which way an AUTH response went: answered now (a failure, 454 or 501), or a password check
+ * was handed to the auth pool and its result comes later (smtp_session_auth_done). */
+enum auth_outcome { AUTH_ANSWERED = 0, AUTH_CHECKING };
+
 static void
-auth_log(struct conn *c, enum sasl_mech mech, const char *user, size_t user_len, bool ok,
-	 const char *reason)
+auth_log_ip(const char *client, enum sasl_mech mech, const char *user, size_t user_len, bool ok,
+	    const char *reason)
 {
 	if (!log_start(ok ? LOG_INFO : LOG_WARN, "auth"))
 		return;
 	log_strn("user", user, user_len);
-	log_client(c);
+	log_str("client", client);
 	log_str("mechanism", sasl_mech_name(mech));
 	log_str("result", ok ? "ok" : "fail");
 	if (reason)
 		log_str("reason", reason);
 	log_finish();
+}
+
+static void
+auth_log(struct conn *c, enum sasl_mech mech, const char *user, size_t user_len, bool ok,
+	 const char *reason)
+{
+	auth_log_ip(c->peer_ip, mech, user, user_len, ok, reason);
 }
 
 /* Ends the exchange, whatever its outcome: back to READY, the LOGIN name wiped, so the next
@@ -831,63 +857,95 @@ auth_throttled(struct conn *c)
 	return true;
 }
 
-/* Checks user and password (crypt_r, on this thread: see server/auth.h for the cost) and
- * answers 235, 535 or 454. A 535 counts against the client address. Returns true on 235. */
-static bool
+/* A wrong password (or user), now or when a check comes back: counts against the address. */
+static void
+auth_fail_count(struct shard *sh, const struct sockaddr *peer)
+{
+	const struct config *cfg = sh->cfg;
+	auth_throttle_fail(peer, sh->loop.now_ms / 1000, cfg->auth_max_failures,
+			   cfg->auth_failure_window);
+}
+
+/* Hands the check of user and password to the auth pool (server/auth_pool.h: crypt_r is slow
+ * on purpose, and never runs on the shard's thread). Answers at once only what needs no check:
+ * 454 when throttled or when the pool's queue is full, 535 for a password that cannot match
+ * (empty, too long, a NUL) or when [auth] is gone (a reload). */
+static enum auth_outcome
 auth_check(struct conn *c, enum sasl_mech mech, const char *user, size_t user_len,
 	   const char *pass, size_t pass_len)
 {
-	struct smtp_session *s = &c->sess;
 	const struct config *cfg = cfg_of(c);
+	bool known;
+	ASSERT(user_len <= SASL_NAME_MAX);
 	if (auth_throttled(c)) {
 		auth_log(c, mech, user, user_len, false, "throttled");
-		return false;
+		return AUTH_ANSWERED;
 	}
-	if (!auth_users_verify(cfg->auth_users, user, user_len, pass, pass_len)) {
-		auth_throttle_fail((const struct sockaddr *)&c->peer, session_now_s(c),
-				   cfg->auth_max_failures, cfg->auth_failure_window);
+	const char *hash = auth_users_hash(cfg->auth_users, user, user_len, &known);
+	if (!hash || pass_len == 0 || pass_len > SASL_PASSWORD_MAX ||
+	    memchr(pass, '\0', pass_len)) {
+		auth_fail_count(c->shard, (const struct sockaddr *)&c->peer);
 		auth_log(c, mech, user, user_len, false, "credentials");
 		REJECT(c, "auth_failed", "535 5.7.8 Error: authentication credentials invalid\r\n");
-		return false;
+		return AUTH_ANSWERED;
 	}
-	s->auth_user = strndup(user, user_len);
-	ASSERT(s->auth_user != NULL);
-	auth_log(c, mech, user, user_len, true, NULL);
-	REPLY(c, "235 2.7.0 Authentication successful\r\n");
-	return true;
+	size_t hash_len = strlen(hash);
+	ASSERT(hash_len < AUTH_HASH_MAX);
+	struct auth_pending *ap = malloc(sizeof *ap);
+	if (ap) {
+		memcpy(ap->job.hash, hash, hash_len + 1);
+		memcpy(ap->job.pass, pass, pass_len);
+		ap->job.pass_len = pass_len;
+		ap->job.owner = ((uint64_t)c->gen << 32) | c->slot;
+		ap->mech = mech;
+		ap->known = known;
+		ap->peer = c->peer;
+		memcpy(ap->peer_ip, c->peer_ip, sizeof ap->peer_ip);
+		memcpy(ap->user, user, user_len);
+		ap->user[user_len] = '\0';
+		ap->user_len = user_len;
+		if (shard_auth_submit(c->shard, &ap->job) == 0)
+			return AUTH_CHECKING;
+		explicit_bzero(ap->job.pass, sizeof ap->job.pass);
+		free(ap);
+	}
+	/* RFC 4954 6: a temporary failure; nothing was checked, so nothing is counted */
+	auth_log(c, mech, user, user_len, false, "busy");
+	REJECT(c, "auth_busy", "454 4.7.0 Temporary authentication failure\r\n");
+	return AUTH_ANSWERED;
 }
 
 /* PLAIN (RFC 4616): authzid NUL authcid NUL passwd. We act for nobody else: an authzid that is
  * not the authcid fails like a wrong password. */
-static bool
+static enum auth_outcome
 auth_plain(struct conn *c, const char *msg, size_t len)
 {
 	struct sasl_plain pl;
 	if (sasl_plain_split(msg, len, &pl) < 0) {
 		REJECT(c, "auth_malformed", "501 5.5.2 Error: malformed PLAIN response\r\n");
-		return false;
+		return AUTH_ANSWERED;
 	}
 	if (pl.authzid_len > 0 &&
 	    (pl.authzid_len != pl.authcid_len || memcmp(pl.authzid, pl.authcid, pl.authcid_len))) {
-		const struct config *cfg = cfg_of(c);
-		auth_throttle_fail((const struct sockaddr *)&c->peer, session_now_s(c),
-				   cfg->auth_max_failures, cfg->auth_failure_window);
+		auth_fail_count(c->shard, (const struct sockaddr *)&c->peer);
 		auth_log(c, SASL_MECH_PLAIN, pl.authcid, pl.authcid_len, false, "authzid");
 		REJECT(c, "auth_failed", "535 5.7.8 Error: authentication credentials invalid\r\n");
-		return false;
+		return AUTH_ANSWERED;
 	}
 	return auth_check(c, SASL_MECH_PLAIN, pl.authcid, pl.authcid_len, pl.passwd, pl.passwd_len);
 }
 
 /* One client response (a continuation line, or AUTH's initial response), without its CRLF.
- * Either asks for the next one (334) or ends the exchange with its final reply. */
+ * Either asks for the next one (334), ends the exchange with its final reply, or hands the
+ * password to the auth pool and waits in SMTP_ST_AUTH_CHECK. */
 static void
 auth_response(struct conn *c, const char *p, size_t n)
 {
 	struct smtp_session *s = &c->sess;
 	char buf[SASL_DECODED_MAX];
 	long len;
-	bool ok = false, done = true;
+	enum auth_outcome out = AUTH_ANSWERED;
+	bool done = true;
 	if (sasl_is_cancel(p, n)) {
 		/* RFC 4954 4: the client cancels with "*", and we answer 501 */
 		REJECT(c, "auth_cancelled", "501 5.0.0 Error: authentication cancelled\r\n");
@@ -898,7 +956,7 @@ auth_response(struct conn *c, const char *p, size_t n)
 	if (len < 0) {
 		REJECT(c, "auth_bad_base64", "501 5.5.2 Error: cannot decode the response\r\n");
 	} else if (s->auth_step == AUTH_STEP_PLAIN) {
-		ok = auth_plain(c, buf, (size_t)len);
+		out = auth_plain(c, buf, (size_t)len);
 	} else if (s->auth_step == AUTH_STEP_LOGIN_USER) {
 		if (sasl_name_ok(buf, (size_t)len)) {
 			s->auth_login = strndup(buf, (size_t)len);
@@ -911,15 +969,63 @@ auth_response(struct conn *c, const char *p, size_t n)
 		}
 	} else {
 		ASSERT(s->auth_step == AUTH_STEP_LOGIN_PASS && s->auth_login != NULL);
-		ok = auth_check(c, SASL_MECH_LOGIN, s->auth_login, strlen(s->auth_login), buf,
-				(size_t)len);
+		out = auth_check(c, SASL_MECH_LOGIN, s->auth_login, strlen(s->auth_login), buf,
+				 (size_t)len);
 	}
 	explicit_bzero(buf, sizeof buf);
 	if (!done)
 		return;
 	auth_end(c);
-	if (!ok)
+	if (out == AUTH_CHECKING)
+		s->state = SMTP_ST_AUTH_CHECK; /* smtp_session_auth_done answers */
+	else
 		session_error(c);
+}
+
+/* The check came back to a session that waits for it: 235 or 535, then the input that
+ * waited behind the AUTH (RFC 4954 4: a client may pipeline nothing after AUTH but its
+ * responses; a careless one is still read in order). */
+static void
+auth_answer(struct conn *c, const struct auth_pending *ap, bool ok)
+{
+	struct smtp_session *s = &c->sess;
+	ASSERT(s->state == SMTP_ST_AUTH_CHECK && s->auth_user == NULL);
+	s->state = s->helo ? SMTP_ST_READY : SMTP_ST_INIT;
+	if (ok) {
+		s->auth_user = strndup(ap->user, ap->user_len);
+		ASSERT(s->auth_user != NULL);
+		REPLY(c, "235 2.7.0 Authentication successful\r\n");
+	} else {
+		REJECT(c, "auth_failed",
+		       "535 5.7.8 Error: authentication credentials invalid\r\n");
+		if (session_error(c))
+			return;
+	}
+	if (s->stop_requested) {
+		conn_replyf(c, "421 4.3.2 %s Service shutting down\r\n", cfg_of(c)->hostname);
+		conn_close_after_flush(c);
+		return;
+	}
+	conn_set_timeout(c, cfg_of(c)->timeout_command);
+	conn_resume(c);
+}
+
+void
+smtp_session_auth_done(struct shard *sh, struct conn *c, struct auth_job *job)
+{
+	struct auth_pending *ap = (struct auth_pending *)job;
+	bool ok = ap->known && job->ok;
+	bool waiting = c != NULL && !c->closing && c->sess.state == SMTP_ST_AUTH_CHECK;
+	/* A wrong password counts even when its client left: hanging up does not reset the
+	 * throttle. A right one for a client that left logs nobody in. */
+	if (!ok)
+		auth_fail_count(sh, (const struct sockaddr *)&ap->peer);
+	auth_log_ip(ap->peer_ip, ap->mech, ap->user, ap->user_len, ok && waiting,
+		    !ok ? "credentials" : waiting ? NULL : "client_gone");
+	if (waiting)
+		auth_answer(c, ap, ok);
+	explicit_bzero(ap, sizeof *ap);
+	free(ap);
 }
 
 /* "AUTH mechanism [initial-response]" (RFC 4954 4), in READY only: after EHLO, before MAIL,
@@ -1127,8 +1233,9 @@ session_datain(struct conn *c, const char *p, size_t n)
 	case SMTP_ST_BDAT:
 		return bdat_feed(c, p, n);
 	case SMTP_ST_COMMIT:
+	case SMTP_ST_AUTH_CHECK:
 	case SMTP_ST_CLOSING:
-		return 0;
+		return 0; /* kept by the connection until the session resumes it */
 	case SMTP_ST_TLS:
 		/* the TLS transport delivers nothing before the handshake is done, and the clear
 		 * input after STARTTLS was discarded */

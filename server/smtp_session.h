@@ -16,9 +16,13 @@
  * Submission (RFC 6409) and AUTH (RFC 4954): on a submission listener (conn->submission) MAIL
  * needs AUTH first, and AUTH PLAIN / LOGIN are offered only once the connection is in TLS. The
  * exchange reads its continuation lines in SMTP_ST_AUTH; a failure or a cancel goes back to
- * SMTP_ST_READY with nothing kept, so the next AUTH starts fresh. The credentials are checked
- * by server/auth.h (crypt_r on this thread: see its cost there); failures count per client
- * address, and past [auth] max_failures AUTH is refused (454) for [auth] failure_window. An
+ * SMTP_ST_READY with nothing kept, so the next AUTH starts fresh. The password is checked off
+ * the shard's thread (server/auth_pool.h, crypt_r is slow on purpose): the session waits in
+ * SMTP_ST_AUTH_CHECK, reading nothing (pipelined bytes stay buffered), until
+ * smtp_session_auth_done brings the result back on the shard's thread; a connection that is
+ * gone by then has the result dropped (the job holds copies, never a pointer into the
+ * connection). A full check queue answers 454. Failures count per client address, and past
+ * [auth] max_failures AUTH is refused (454) for [auth] failure_window. An
  * authenticated session may relay, its MAIL FROM is held to [auth] sender_policy, and its
  * mail is flagged SPOOL_F_AUTH and received "with ESMTPSA".
  *
@@ -39,6 +43,8 @@
 #include "server/smtp_data.h"
 
 struct conn;
+struct shard;
+struct auth_job;
 
 enum smtp_state {
 	SMTP_ST_GREET = 0, /* waiting out greeting_delay_ms; any input is an early talker */
@@ -52,6 +58,7 @@ enum smtp_state {
 	SMTP_ST_TLS,       /* TLS handshake (implicit TLS, or after STARTTLS); no input yet */
 	SMTP_ST_PROXY,     /* waiting for the PROXY protocol header (conn.c); not started yet */
 	SMTP_ST_AUTH,      /* AUTH sent a 334: the next line is the client's SASL response */
+	SMTP_ST_AUTH_CHECK, /* a password check runs on the auth pool; no input is read */
 	SMTP_ST_CLOSING,   /* final reply queued; no more input is read */
 };
 
@@ -99,6 +106,12 @@ struct smtp_session {
 /* Returns the number of input bytes consumed (DATAIN); other events return 0. */
 size_t smtp_session_event(struct conn *c, enum smtp_event ev, const char *p, size_t n,
 			  int status);
+
+/* A password check this session submitted is done (on the shard's thread): c is the connection
+ * that job->owner names, or NULL when it is gone. Counts a failure against the client address
+ * and logs it whether or not the connection is still there; answers 235 or 535 only to a
+ * session still in SMTP_ST_AUTH_CHECK, which then reads its buffered input. Frees job. */
+void smtp_session_auth_done(struct shard *sh, struct conn *c, struct auth_job *job);
 
 /* Frees what the session holds (the connection is going away). */
 void smtp_session_free(struct smtp_session *s);

@@ -4,19 +4,27 @@ relaying for authenticated users, [auth] sender_policy, the per-address throttle
 and `ringmxctl passwd`, driven by Python's smtplib, ssl and crypt.
 
 The users file holds alice (a yescrypt hash made by `ringmxctl passwd`, so logging in with it
-checks that command too) and bob@example.test (a SHA-512 hash made by Python's crypt).
+checks that command too), bob@example.test (a SHA-512 hash made by Python's crypt) and slow (a
+bcrypt hash of a high cost, about a second of CPU a check: the password checks run on
+[auth] check_threads, never on the shard, and the tests below show it by ordering, not timing).
 """
 import base64
+import contextlib
 import os
 import pty
+import select
+import signal
 import smtplib
+import socket
+import struct
 import subprocess
+import threading
 import time
 import warnings
 
 import pytest
 
-from conftest import BIN, free_port
+from conftest import BIN
 from test_tls import client_ctx, make_cert
 
 with warnings.catch_warnings():
@@ -25,6 +33,8 @@ with warnings.catch_warnings():
 
 ALICE_PW = "correct horse battery"
 BOB_PW = "b0b's s3cret:pass"
+SLOW_PW = "slow but sure"
+SLOW_COST = 14  # bcrypt: 2^14 rounds, about a second of CPU a check (libxcrypt holds it strong)
 MSG = b"From: alice@example.test\r\nTo: friend@far.test\r\nSubject: auth\r\n\r\nsubmitted\r\n"
 SPOOL_F_AUTH = 1 << 3
 
@@ -49,7 +59,33 @@ def plain(user, password, authzid=""):
 def users_lines():
     """The users file's lines, made once: ringmxctl passwd (yescrypt) is slow on purpose."""
     bob = "bob@example.test:" + crypt.crypt(BOB_PW, crypt.mksalt(crypt.METHOD_SHA512))
-    return ["# test users", passwd("alice", ALICE_PW), bob]
+    return ["# test users", passwd("alice", ALICE_PW), bob, "slow:" + slow_hash(SLOW_PW)]
+
+
+def slow_hash(password):
+    """A bcrypt hash of a high cost ($2b$14$): a deliberately slow check."""
+    h = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << SLOW_COST))
+    assert h.startswith("$2b$%d$" % SLOW_COST), h
+    return h
+
+
+@contextlib.contextmanager
+def reserved_ports(n):
+    """n distinct free loopback ports, held for the block (bound with SO_REUSEPORT, never
+    listening) so that the fixture's own free_port() cannot hand one of them out again, while
+    ringmx, which binds with SO_REUSEPORT too, can take them."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind(("127.0.0.1", 0))
+        yield [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 @pytest.fixture
@@ -63,14 +99,14 @@ def make_sub(ringmx_factory, tmp_path, users_lines):
         cert, key = make_cert(str(d))
         users = d / "users"
         users.write_text("\n".join(users_lines) + "\n")
-        sub_port, sub_tls_port = free_port(), free_port()
-        srv_kw = {"submission_listen": "127.0.0.1:%d" % sub_port,
-                  "submission_listen_tls": "127.0.0.1:%d" % sub_tls_port}
-        srv_kw.update(server or {})
         auth_kw = {"users": str(users)}
         auth_kw.update(auth or {})
-        srv = ringmx_factory(server=srv_kw, accept={"relay_networks": "192.0.2.0/24"},
-                             extra={"tls": {"cert": cert, "key": key}, "auth": auth_kw})
+        with reserved_ports(2) as (sub_port, sub_tls_port):
+            srv_kw = {"submission_listen": "127.0.0.1:%d" % sub_port,
+                      "submission_listen_tls": "127.0.0.1:%d" % sub_tls_port}
+            srv_kw.update(server or {})
+            srv = ringmx_factory(server=srv_kw, accept={"relay_networks": "192.0.2.0/24"},
+                                 extra={"tls": {"cert": cert, "key": key}, "auth": auth_kw})
         srv.sub_port, srv.sub_tls_port, srv.cert, srv.users = sub_port, sub_tls_port, cert, users
         return srv
 
@@ -276,7 +312,7 @@ def test_a_reload_reads_the_users_file_again(sub):
         f.write("dave:$1$saltsalt$9xy1btjgzLYfb7hivXtC//\n")
     sub.reload()
     lines = sub.wait_log("reload_failed")
-    assert any("users:5: a weak hash method" in l for l in lines), lines
+    assert any("users:6: a weak hash method" in l for l in lines), lines
     with connect(sub) as s:
         assert s.login("carol", "carols pw")[0] == 235
 
@@ -326,6 +362,8 @@ def tty_passwd(first, second):
         nonlocal out
         deadline = time.time() + 10
         while what not in out and time.time() < deadline:
+            if not select.select([fd], [], [], 0.1)[0]:
+                continue  # a read only when there is something: the deadline holds
             try:
                 out += os.read(fd, 1024)
             except OSError:
@@ -359,3 +397,141 @@ def test_ringmxctl_passwd_on_a_terminal_asks_twice_without_echo():
     assert crypt.crypt("s3cret-tty", hashed) == hashed
     rc, out = tty_passwd("one", "two")
     assert rc == 1 and b"the two passwords differ" in out, out
+
+
+# ---- the password checks run off the shard ([auth] check_threads) -----------------------------
+
+class Arrivals:
+    """Records the order in which replies arrive on several connections (thread-safe)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.order = []
+
+    def add(self, what):
+        with self.lock:
+            self.order.append(what)
+
+
+def test_slow_password_checks_never_hold_up_a_good_client_on_the_same_shard(make_sub):
+    """shards = 1: three clients send a wrong password for a user whose hash costs about a
+    second each; meanwhile a good client on port 25 runs a whole transaction and a NOOP. Its
+    NOOP reply must arrive before any 535: had a check run on the shard's thread, every reply of
+    the shard would wait for it. An ordering assertion; the latencies are only printed."""
+    srv = make_sub(server={"shards": "1"})
+    arrivals, codes = Arrivals(), {}
+    attackers = [connect(srv) for _ in range(3)]
+
+    def attack(i, s):
+        codes[i] = s.getreply()
+        arrivals.add("auth%d" % i)
+
+    for s in attackers:
+        s.putcmd("AUTH", "PLAIN " + plain("slow", "a wrong guess"))
+    threads = [threading.Thread(target=attack, args=(i, s)) for i, s in enumerate(attackers)]
+    for th in threads:
+        th.start()
+    time.sleep(0.2)  # lets the server read the three AUTH lines first (not an assertion)
+    lat = {}
+    t0 = time.monotonic()
+    with smtplib.SMTP("127.0.0.1", srv.port, local_hostname="good.test", timeout=30) as g:
+        lat["connect+greeting"] = time.monotonic() - t0
+        for step, call in (("EHLO", lambda: g.ehlo()),
+                           ("MAIL", lambda: g.mail("good@client.test")),
+                           ("RCPT", lambda: g.rcpt("x@localhost")),
+                           ("DATA", lambda: g.data(MSG)),
+                           ("NOOP", lambda: g.noop())):
+            t = time.monotonic()
+            code = call()[0]
+            lat[step] = time.monotonic() - t
+            assert code == 250, (step, code)
+        arrivals.add("noop")
+    for th in threads:
+        th.join(60)
+    for s in attackers:
+        s.close()
+    print("\ngood client latencies (s) while 3 slow checks ran: " +
+          " ".join("%s=%.4f" % kv for kv in lat.items()) + "; arrival order: %r" % arrivals.order)
+    assert all(codes[i][0] == 535 for i in range(3)), codes
+    assert arrivals.order[0] == "noop", arrivals.order
+    fails = [l for l in srv.wait_log("auth", 3) if "result=fail" in l]
+    assert len(fails) == 3 and all("reason=credentials" in l for l in fails), fails
+    assert len(srv.spool_records()) == 1
+
+
+def test_input_pipelined_behind_a_slow_auth_waits_for_its_result(make_sub):
+    srv = make_sub(server={"shards": "1"})
+    with connect(srv) as s:
+        # AUTH and MAIL in one write: MAIL is read only once the check has answered
+        s.send("AUTH PLAIN %s\r\nMAIL FROM:<slow@example.test>\r\nNOOP\r\n"
+               % plain("slow", SLOW_PW))
+        assert s.getreply() == (235, b"2.7.0 Authentication successful")
+        assert s.getreply()[0] == 250, "MAIL ran after the 235, as authenticated"
+        assert s.getreply()[0] == 250
+        s.send("RSET\r\nAUTH PLAIN %s\r\nNOOP\r\n" % plain("slow", SLOW_PW))
+        assert [s.getreply()[0] for _ in range(3)] == [250, 503, 250]
+    with connect(srv) as s:
+        s.send("AUTH PLAIN %s\r\nMAIL FROM:<slow@example.test>\r\n" % plain("slow", "wrong"))
+        assert s.getreply()[0] == 535
+        assert s.getreply()[0] == 530, "MAIL after a failed AUTH: still unauthenticated"
+
+
+def abort(s):
+    """Closes a client connection at once, with an RST (SO_LINGER 0)."""
+    s.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()  # smtplib's: its reply file holds the socket open too
+
+
+def test_a_client_that_leaves_during_its_check_is_dropped_and_its_failure_still_counts(make_sub):
+    """The result of a check whose connection is gone is dropped (no reply, nothing touched in
+    a freed or reused connection), but a wrong password is counted and logged all the same."""
+    srv = make_sub(server={"shards": "1"}, auth={"max_failures": "2", "failure_window": "1m"})
+    # a FIN, then an RST, each right after a wrong password
+    for leave in (lambda s: s.close(), abort):
+        s = connect(srv)
+        s.send("AUTH PLAIN %s\r\n" % plain("slow", "a wrong guess"))
+        leave(s)
+    fails = srv.wait_log("auth", 2, timeout=30)
+    assert all("result=fail" in l and "reason=credentials" in l for l in fails), fails
+    # both connections were gone (released) before their results came back
+    events = [l.split(" event=")[1].split()[0] for l in srv.log().splitlines() if " event=" in l]
+    assert events.index("auth") > [i for i, e in enumerate(events) if e == "disconnect"][1], events
+    # both counted: this address is throttled now, even with the right password
+    with connect(srv) as s:
+        assert s.docmd("AUTH", "PLAIN " + plain("slow", SLOW_PW))[0] == 454
+    # a right password from a client that leaves logs nobody in, and counts nothing
+    s = connect(srv, source="127.0.0.2")
+    s.send("AUTH PLAIN %s\r\n" % plain("slow", SLOW_PW))
+    abort(s)
+    lines = srv.wait_log("auth", 3, timeout=30)
+    assert any("client=127.0.0.2" in l and "reason=client_gone" in l for l in lines), lines
+    # connection slots are reused meanwhile, and the server still serves
+    for _ in range(5):
+        with connect(srv, source="127.0.0.2") as s:
+            assert s.noop()[0] == 250
+    with connect(srv, source="127.0.0.2") as s:
+        assert s.login("slow", SLOW_PW)[0] == 235
+        assert s.sendmail("slow@example.test", ["friend@far.test"], MSG) == {}
+    assert len(srv.spool_records()) == 1
+    assert srv.stop() == 0
+
+
+def test_sigterm_during_a_check_waits_for_it_then_says_421_and_exits_cleanly(make_sub):
+    """Graceful shutdown with a check in flight: the shard waits for its result, the session
+    gets its answer and the 421, the check threads are joined (the sanitizer build checks that
+    nothing leaks) and ringmx exits 0."""
+    srv = make_sub(server={"shards": "1"})
+    s = connect(srv)
+    s.send("AUTH PLAIN %s\r\n" % plain("slow", SLOW_PW))
+    time.sleep(0.3)  # lets the server take the AUTH line first (not an assertion)
+    srv.proc.send_signal(signal.SIGTERM)
+    codes = []
+    while True:
+        code = s.getreply()[0]
+        codes.append(code)
+        if code == 421 or len(codes) > 3:
+            break
+    s.close()
+    assert codes[-1] == 421 and codes[:-1] in ([235], []), codes
+    assert srv.stop() == 0
+    assert "event=stopped" in srv.log()

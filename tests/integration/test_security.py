@@ -22,7 +22,8 @@ What other files already cover, and this one does not repeat (it adds what they 
 - test_tls.py: STARTTLS injection (STARTTLS + RSET in one write; STARTTLS + MAIL behind a
   pipelined transaction), a garbage ClientHello, a stalled handshake.
 - test_crash.py: kill -9 at any moment (invariant 2).
-AUTH cases (issue 6 section 2) are left to the AUTH work.
+- test_auth.py: AUTH itself, the throttle from one connection, slow checks off the shard. Here:
+  a parallel brute force against a slow hash, on a single shard, with the good client measured.
 """
 import contextlib
 import os
@@ -39,7 +40,9 @@ import pytest
 
 from conftest import BIN
 from smtpwire import Wire, assert_serves, body_after_received, ehlo
+from test_auth import SLOW_PW, plain, reserved_ports, slow_hash
 from test_protocol import BAD_ENDINGS, SMUGGLED, ending_id
+from test_tls import client_ctx, make_cert
 
 ASAN = "asan" in BIN  # make check-asan: slower, and ASan's quarantine inflates RSS
 GOOD_LATENCY_MAX = 15.0 if ASAN else 5.0  # seconds, connect to final 250: generous on purpose
@@ -995,3 +998,92 @@ def test_bad_size_body_and_xtext_parameters_are_refused_and_leave_no_state(ringm
     good.send_one()
     assert_only_good(ringmx, good)
     assert_serves(ringmx.port)
+
+
+# ---- AUTH: a brute force is throttled (issue 6 section 2) -------------------------------------
+
+THROTTLED = b"4.7.0 Error: too many failed authentications, try again later"
+
+
+def brute_force(srv, source, stop_at, attempts_max=40):
+    """One attacker: wrong passwords for alice over STARTTLS from `source`, reconnecting when the
+    server closes (max_errors), until a reply with code stop_at. Returns the codes, in order."""
+    codes, s = [], None
+    try:
+        while len(codes) < attempts_max:
+            if s is None:
+                s = smtplib.SMTP(srv.host, srv.sub_port, local_hostname="brute.test",
+                                 timeout=60, source_address=(source, 0))
+                s.starttls(context=client_ctx(srv.cert))
+                s.ehlo()
+            try:
+                code, text = s.docmd("AUTH", "PLAIN " + plain("alice", "guess%d" % len(codes)))
+            except smtplib.SMTPServerDisconnected:
+                s = None
+                continue
+            codes.append(code)
+            if code == 421:
+                s.close()
+                s = None
+            elif code == stop_at:
+                assert text == THROTTLED, text
+                return codes
+    finally:
+        if s is not None:
+            s.close()
+    return codes
+
+
+def test_a_parallel_brute_force_is_throttled_and_the_good_client_keeps_sending(ringmx_factory,
+                                                                                good_client,
+                                                                                tmp_path):
+    """Four connections from one address guess alice's password (a bcrypt hash of about a
+    second a check) on a server with one shard. The checks run on [auth] check_threads, so the
+    good client's mail on the same shard is not held up; after max_failures wrong passwords the
+    address gets 454 4.7.0 on every connection (at most one check per connection was already
+    under way past the limit), while another address still logs in."""
+    max_failures = 5
+    cert, key = make_cert(str(tmp_path))
+    users = tmp_path / "users"
+    users.write_text("alice:%s\n" % slow_hash(SLOW_PW))
+    with reserved_ports(1) as (sub_port,):
+        srv = ringmx_factory(server={"shards": "1",
+                                     "submission_listen": "127.0.0.1:%d" % sub_port},
+                             extra={"tls": {"cert": cert, "key": key},
+                                    "auth": {"users": str(users),
+                                             "max_failures": str(max_failures)}})
+    srv.sub_port, srv.cert = sub_port, cert
+    good = good_client(srv)
+    results, errors = [[] for _ in range(4)], []
+
+    def attacker(i):
+        try:
+            results[i] = brute_force(srv, "127.0.0.3", stop_at=454)
+        except BaseException as e:  # reported in the test's thread
+            errors.append(e)
+
+    with good.running():
+        threads = [threading.Thread(target=attacker, args=(i,)) for i in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(120)
+    assert not errors, errors
+    assert all(r and r[-1] == 454 for r in results), results
+    failed = sum(r.count(535) for r in results)
+    assert max_failures <= failed <= max_failures + 3, results
+    assert len(rejects(srv, "auth_throttled")) == sum(r.count(454) for r in results)
+    assert len([l for l in srv.log_events("auth") if "reason=credentials" in l]) == failed
+    # the address stays refused, even with the right password; another one is not affected
+    assert brute_force(srv, "127.0.0.3", stop_at=454, attempts_max=1) == [454]
+    with smtplib.SMTP(srv.host, sub_port, local_hostname="alice.test", timeout=60,
+                      source_address=("127.0.0.4", 0)) as s:
+        s.starttls(context=client_ctx(cert))
+        s.ehlo()
+        assert s.login("alice", SLOW_PW)[0] == 235
+        assert s.sendmail("alice@example.test", ["friend@far.test"],
+                          b"Subject: after the attack\r\n\r\nhello\r\n") == {}
+    others = good.assert_stored(srv.spool_records())
+    assert [(r["from"], r["rcpts"]) for r in others] == [("alice@example.test",
+                                                          ["friend@far.test"])]
+    assert_serves(srv.port)

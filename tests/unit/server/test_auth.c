@@ -1,6 +1,7 @@
 /*
  * Unit tests for server/auth: the users file (good lines, comments, and every refusal with its
- * line), password checks against yescrypt and SHA-512 hashes, and the failure throttle.
+ * line), password checks against yescrypt and SHA-512 hashes (and the hash an unknown user is
+ * checked against), and the failure throttle.
  */
 #include "server/auth.h"
 
@@ -99,6 +100,29 @@ Test(auth, an_empty_users_file_lets_nobody_in)
 
 	cr_assert_eq(auth_users_count(u), 0);
 	cr_assert_not(verify(u, "alice", "secret"));
+	bool known = true;
+	cr_assert_null(auth_users_hash(u, "alice", 5, &known));
+	cr_assert_not(known);
+	auth_users_free(u);
+}
+
+/* What the shard hands to the check threads (server/auth_pool.h): the hash to run crypt_r on. */
+Test(auth, an_unknown_user_gets_a_real_hash_to_check_and_is_never_let_in)
+{
+	struct auth_users *u = load_ok("bob:" SHA512_SECRET "\nalice:" SHA512_SECRET "\n");
+	bool known = false;
+	const char *h = auth_users_hash(u, "alice", 5, &known);
+
+	cr_assert(known);
+	cr_assert_str_eq(h, SHA512_SECRET);
+	cr_assert(auth_password_check(h, "secret", 6));
+	h = auth_users_hash(u, "mallory", 7, &known);
+	cr_assert_not(known, "an unknown user");
+	cr_assert_not_null(h, "costs a crypt_r all the same");
+	cr_assert_str_eq(h, SHA512_SECRET);
+	cr_assert_not(verify(u, "mallory", "secret"), "even with some user's password");
+	cr_assert_not(auth_password_check(h, "", 0));
+	cr_assert_not(auth_password_check(h, "secret\0x", 8), "a NUL in the password");
 	auth_users_free(u);
 }
 

@@ -671,6 +671,9 @@ static const struct bad bad_values[] = {
     {"auth", "max_failures", "0", "\"0\" is out of range, expected 1 to 10000"},
     {"auth", "failure_window", "0", "\"0\" is out of range, expected 1 to 86400 seconds"},
     {"auth", "failure_window", "2d", "expected a duration in seconds"},
+    {"auth", "check_threads", "0", "\"0\" is out of range, expected 1 to 64"},
+    {"auth", "check_threads", "65", "\"65\" is out of range, expected 1 to 64"},
+    {"auth", "check_threads", "two", "expected a positive integer, got \"two\""},
 };
 
 Test(config, bad_values_are_rejected_for_every_typed_key)
@@ -2189,13 +2192,16 @@ Test(config, submission_listeners_are_flagged_and_load_the_users_file)
 	cr_assert_eq(cfg->auth_sender_policy, CONFIG_SENDER_OWN);
 	cr_assert_eq(cfg->auth_max_failures, 5);
 	cr_assert_eq(cfg->auth_failure_window, 300);
+	cr_assert_eq(cfg->auth_check_threads, 2);
 	config_free(cfg);
 
 	cfg = load(submission_text("submission_listen = 127.0.0.1:587", "users",
-				   "sender_policy = any\nmax_failures = 3\nfailure_window = 1h\n"));
+				   "sender_policy = any\nmax_failures = 3\nfailure_window = 1h\n"
+				   "check_threads = 4\n"));
 	cr_assert_eq(cfg->auth_sender_policy, CONFIG_SENDER_ANY);
 	cr_assert_eq(cfg->auth_max_failures, 3);
 	cr_assert_eq(cfg->auth_failure_window, 3600);
+	cr_assert_eq(cfg->auth_check_threads, 4);
 	config_free(cfg);
 	remove_tmpdir();
 }
@@ -2254,7 +2260,7 @@ Test(config, a_bad_users_line_is_an_error_at_that_file_and_line)
 
 Test(config, submission_listeners_need_a_restart_and_auth_keys_do_not)
 {
-	struct config *a, *b, *c;
+	struct config *a, *b, *c, *d;
 	char buf[256];
 
 	make_tmpdir();
@@ -2269,9 +2275,15 @@ Test(config, submission_listeners_need_a_restart_and_auth_keys_do_not)
 	cr_assert_eq(config_restart_changes(a, b, buf, sizeof buf), 0, "%s", buf);
 	cr_assert_eq(config_restart_changes(a, c, buf, sizeof buf), 2);
 	cr_assert_str_eq(buf, "[server] submission_listen, [server] submission_listen_tls");
+	/* the password check threads are started with the daemon */
+	d = load(submission_text("submission_listen = 127.0.0.1:587", "users",
+				 "check_threads = 3\n"));
+	cr_assert_eq(config_restart_changes(a, d, buf, sizeof buf), 1);
+	cr_assert_str_eq(buf, "[auth] check_threads");
 	config_free(a);
 	config_free(b);
 	config_free(c);
+	config_free(d);
 	remove_tmpdir();
 }
 
@@ -2330,6 +2342,7 @@ Test(config, docs_describe_every_key_in_its_section)
 	    {"auth", "sender_policy"},
 	    {"auth", "max_failures"},
 	    {"auth", "failure_window"},
+    {"auth", "check_threads"},
 	    {"server", "proxy_protocol"},
 	    {"server", "proxy_networks"},
 	    {"tls", "cert"},
