@@ -349,9 +349,9 @@ enum key_id {
 	K_MAX_LIFETIME,
 	K_WARN_AFTER,
 	K_HOLD,
+	K_MEMORY_LIMIT,
 	K_SERVER_TLS,
 	K_LISTEN_TLS,
-	K_MEMORY_LIMIT,
 	K_TLS_CERT,
 	K_TLS_KEY,
 	K_TLS_CIPHERS,
@@ -1653,11 +1653,11 @@ static const struct key keys[K_COUNT] = {
     [K_WARN_AFTER] = {"queue", "warn_after", key_u64, F(warn_after), 0, CONFIG_LIFETIME_MAX,
 		      &day_suffixes},
     [K_HOLD] = {"queue", "hold", key_bool, F(hold), 0, 0, NULL},
+    [K_MEMORY_LIMIT] = {"queue", "memory_limit", key_u64, F(memory_limit), 0,
+			(uint64_t)1 << 40, &size_suffixes},
     [K_SERVER_TLS] = {"server", "tls", key_server_tls, 0, 0, 0, NULL},
     [K_LISTEN_TLS] = {"server", "listen_tls", key_listen, 0, 0, 0, NULL},
     [K_TLS_CERT] = {"tls", "cert", key_path, F(tls_cert), 0, 0, NULL},
-    [K_MEMORY_LIMIT] = {"queue", "memory_limit", key_u64, F(memory_limit), 0,
-			(uint64_t)1 << 40, &size_suffixes},
     [K_TLS_KEY] = {"tls", "key", key_path, F(tls_key), 0, 0, NULL},
     [K_TLS_CIPHERS] = {"tls", "ciphers", key_tls_ciphers, 0, 0, 0, NULL},
     [K_TLS_MIN_VERSION] = {"tls", "min_version", key_tls_min_version, 0, 0, 0, NULL},
@@ -1972,12 +1972,12 @@ config_set_defaults(struct config *cfg)
 	cfg->shards = 0;
 	cfg->max_connections = 10000;
 	cfg->max_connections_per_ip = 50;
+	cfg->memory_limit = (uint64_t)512 << 20;
 	cfg->max_message_size = 26214400;
 	cfg->max_recipients = 1000;
 	cfg->max_line_length = 2048;
 	cfg->max_errors = 10;
 	cfg->timeout_greeting = 300;
-	cfg->memory_limit = (uint64_t)512 << 20;
 	cfg->timeout_command = 300;
 	cfg->timeout_data = 300;
 	cfg->timeout_session = 3600;

@@ -216,8 +216,8 @@ struct config {
 	uint64_t max_lifetime; /* s: then bounce */
 	uint64_t warn_after;   /* s: delay warning DSN; 0 = off */
 	bool hold;	       /* start with delivery held (ringmxctl release) */
-
 	uint64_t memory_limit; /* bytes of queued message bodies kept in memory; 0 = no limit */
+
 	/* [transport]: in file order; the first match wins (exact names before patterns) */
 	struct config_transport *transports;
 	unsigned ntransports;
