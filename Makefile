@@ -106,7 +106,8 @@ FUZZ_DIR     ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=all \
 		-std=c11 -Wall -Wextra -Werror -Wshadow -D_GNU_SOURCE -I.
-FUZZ_NAMES   := smtp_parse smtp_data spool_record smtp_reply dns_answer body_encode proxy sasl
+FUZZ_NAMES   := smtp_parse smtp_data spool_record smtp_reply dns_answer body_encode proxy sasl \
+		session
 fuzz_smtp_parse_SRC   := server/smtp_parse.c
 fuzz_smtp_data_SRC    := server/smtp_data.c
 fuzz_spool_record_SRC := queue/spool_record.c queue/crc32c.c
@@ -116,6 +117,12 @@ fuzz_dns_answer_LIBS  := -lldns
 fuzz_body_encode_SRC  := queue/body_encode.c
 fuzz_proxy_SRC        := server/proxy.c
 fuzz_sasl_SRC         := server/sasl.c
+# The whole session through conn.c; the harness stands in for the shard, io_uring, TLS, the
+# password check, the config and the log, and sees every event through the wrap.
+fuzz_session_SRC      := server/smtp_session.c server/conn.c server/smtp_parse.c \
+			 server/smtp_data.c server/sasl.c server/proxy.c server/timer.c \
+			 server/conn_limits.c server/listen.c queue/spool_record.c queue/crc32c.c
+fuzz_session_LDFLAGS  := -Wl,--wrap=smtp_session_event
 FUZZ_BINS := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_NAMES))
 fuzz_objs = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(fuzz_$(1)_SRC))
 .SECONDARY: $(foreach n,$(FUZZ_NAMES),$(call fuzz_objs,$(n)))
@@ -131,7 +138,7 @@ $(FUZZ_DIR)/obj/%.o: %.c
 
 .SECONDEXPANSION:
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $$(call fuzz_objs,$$*)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $< \
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined $(fuzz_$*_LDFLAGS) -o $@ $< \
 	    $(call fuzz_objs,$*) $(fuzz_$*_LIBS)
 
 fuzz-build: fuzz-deps
