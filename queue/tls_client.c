@@ -211,6 +211,7 @@ tls_client_feed(struct tls_client *t, const char *p, size_t n)
 int
 tls_client_handshake(struct tls_client *t)
 {
+	ERR_clear_error(); /* SSL_get_error reads the thread's queue: nothing stale in it */
 	int r = SSL_do_handshake(t->ssl);
 	if (r == 1)
 		return 1;
@@ -233,6 +234,7 @@ int
 tls_client_write(struct tls_client *t, const char *p, size_t n)
 {
 	while (n > 0) {
+		ERR_clear_error();
 		int w = SSL_write(t->ssl, p, n > 1u << 30 ? 1 << 30 : (int)n);
 		if (w <= 0) {
 			note_error(t, "SSL_write");
@@ -247,6 +249,7 @@ tls_client_write(struct tls_client *t, const char *p, size_t n)
 ssize_t
 tls_client_read(struct tls_client *t, char *buf, size_t cap)
 {
+	ERR_clear_error();
 	int r = SSL_read(t->ssl, buf, cap > 1u << 30 ? 1 << 30 : (int)cap);
 	if (r > 0)
 		return r;
