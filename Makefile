@@ -79,11 +79,16 @@ check: test-deps
 	/usr/bin/python3 -m pytest -q tests/integration
 
 # Every test, as CI runs it (.ci/run): the suite on the optimised build, then the same suite
-# under the sanitizers. Sequential, not parallel: the integration tests load both cores.
+# under the sanitizers, then every fuzz harness for FUZZ_SMOKE_SECONDS on its seeds (a replay
+# of the seeds and a short search; the long runs are `make fuzz`). Sequential, not parallel:
+# the integration tests load both cores.
+FUZZ_SMOKE_SECONDS ?= 10
 test: test-deps
 	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory check-asan
-	@echo "make test: the suite passed on the optimised build and under ASan + UBSan"
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
+	@echo "make test: the suite passed on the optimised build and under ASan + UBSan," \
+	    "and no fuzz harness failed"
 
 # The same tests under AddressSanitizer + UndefinedBehaviorSanitizer, in their own build tree.
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
