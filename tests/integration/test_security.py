@@ -42,7 +42,7 @@ from conftest import BIN
 from smtpwire import Wire, assert_serves, body_after_received, ehlo
 from test_auth import SLOW_PW, plain, reserved_ports, slow_hash
 from test_protocol import BAD_ENDINGS, SMUGGLED, ending_id
-from test_tls import client_ctx, make_cert
+from test_tls import client_ctx, make_cert, read_reply, recv_line
 
 ASAN = "asan" in BIN  # make check-asan: slower, and ASan's quarantine inflates RSS
 GOOD_LATENCY_MAX = 15.0 if ASAN else 5.0  # seconds, connect to final 250: generous on purpose
@@ -264,24 +264,6 @@ def test_a_nul_data_ending_is_rejected_like_a_bare_newline(ringmx, ending):
 # Here: a whole smuggled transaction behind STARTTLS in one write, and plaintext commands sent in
 # a second write after the 220 but before the ClientHello. Both are skipped while the server
 # does not advertise STARTTLS.
-
-def recv_line(sock):
-    """One CRLF-ended line, byte by byte, so that nothing after it is consumed."""
-    line = b""
-    while not line.endswith(b"\r\n"):
-        b = sock.recv(1)
-        assert b, "closed after %r" % line
-        line += b
-    return line
-
-
-def read_reply(sock):
-    lines = []
-    while True:
-        lines.append(recv_line(sock))
-        if lines[-1][3:4] != b"-":
-            return lines
-
 
 @pytest.fixture
 def starttls_srv(ringmx_factory, tmp_path):
