@@ -41,7 +41,7 @@ import pytest
 from conftest import BIN
 from smtpwire import Wire, assert_serves, body_after_received, ehlo
 from test_auth import SLOW_PW, plain, reserved_ports, slow_hash
-from test_protocol import BAD_ENDINGS, SMUGGLED, ending_id
+from test_protocol import BAD_ENDINGS, SMUGGLED, ending_id, rss_kb
 from test_tls import client_ctx, make_cert, read_reply, recv_line
 
 ASAN = "asan" in BIN  # make check-asan: slower, and ASan's quarantine inflates RSS
@@ -53,14 +53,6 @@ LOCAL_DOMAINS = {"localhost", "example.test"}  # the fixture's [accept] domains
 NON_RELAY = "127.0.0.2"  # the fixture's relay_networks is 127.0.0.1/32 ::1/128
 
 LATENCIES = {}  # test name -> the good client's latencies (s), reported at the end
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def qid_of(reply):
