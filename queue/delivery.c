@@ -18,6 +18,7 @@
 #include "queue/delivery_impl.h"
 #include "queue/dsn.h"
 #include "queue/maildir.h"
+#include "queue/rec_buf.h"
 #include "queue/spool_scan.h"
 #include "queue/spsc.h"
 #include "server/log.h"
@@ -432,13 +433,21 @@ delivery_accept(struct delivery *d, const struct spool_done *sd)
 {
 	if (!d->cfg->deliver_enabled)
 		return;
-	struct qmsg *m = qmsg_new(*sd->rec, sd->len, d->shard, QMSG_HOT, sd->seq, sd->off);
+	/* A small message is kept in a buffer of its own size; the session's record buffer (32
+	 * KiB, see rec_buf.h) stays with the spool, which gives it back to the cache. */
+	char *copy = sd->len <= REC_BUF_SIZE / 2 ? malloc(sd->len) : NULL;
+	if (copy)
+		memcpy(copy, *sd->rec, sd->len);
+	struct qmsg *m = qmsg_new(copy ? copy : *sd->rec, sd->len, d->shard, QMSG_HOT, sd->seq,
+				  sd->off);
 	if (!m) {
+		free(copy);
 		log_msg(LOG_ERROR, "accept_failed", "cannot keep a committed message in memory; "
 			"it is delivered after a restart");
 		return;
 	}
-	*sd->rec = NULL; /* ours now */
+	if (!copy)
+		*sd->rec = NULL; /* ours now */
 	home_take(d, m);
 }
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "queue/assert.h"
+#include "queue/rec_buf.h"
 #include "queue/spool_scan.h"
 
 /* writev takes at most IOV_MAX pieces; a larger group waits for the next batch. */
@@ -249,7 +250,7 @@ spool_settle(struct spool *sp, struct spool_batch *b, spool_done_fn done, void *
 		struct spool_done d = {.owner = r->owner, .seq = sp->seq, .off = r->off,
 				       .rec = &r->buf, .len = r->len, .status = status};
 		done(arg, &d);
-		free(r->buf);
+		rec_buf_put(r->buf); /* unless the callback kept it */
 		r->buf = NULL;
 	}
 	b->recs.n = 0;

@@ -11,6 +11,7 @@
 
 #include "queue/ctl.h"
 #include "queue/delivery.h"
+#include "queue/rec_buf.h"
 #include "server/assert.h"
 #include "server/auth_pool.h"
 #include "server/listen.h"
@@ -251,7 +252,7 @@ void
 shard_commit(struct shard *sh, struct conn *c, char *rec, size_t len)
 {
 	if (sh->sink.enabled) {
-		free(rec);
+		rec_buf_put(rec);
 		sink_commit(sh, c, len);
 		return;
 	}
@@ -703,6 +704,10 @@ shard_before_wait(void *ctx)
 	}
 	sh->ndirty = 0;
 	log_flush();
+	if (sh->loop.now_ms - sh->rec_trim_ms >= 1000) {
+		rec_buf_trim(); /* record buffers unused for a second go back to the allocator */
+		sh->rec_trim_ms = sh->loop.now_ms;
+	}
 }
 
 static const struct loop_ops shard_loop_ops = {
@@ -812,7 +817,9 @@ shard_main(void *arg)
 	shard_start_report(sh, 0);
 	bool forced = false;
 	while (!shard_finished(sh)) {
-		rc = loop_turn(&sh->loop, &shard_loop_ops, sh, sh->stopping ? 100 : -1);
+		/* while record buffers are cached, wake each second so that trimming them runs */
+		int wait_ms = sh->stopping ? 100 : rec_buf_cached() > 0 ? 1000 : -1;
+		rc = loop_turn(&sh->loop, &shard_loop_ops, sh, wait_ms);
 		if (rc < 0) {
 			log_msg(LOG_ERROR, "loop_error", "io_uring: %s", strerror(-rc));
 			break;

@@ -39,6 +39,7 @@ struct shard {
 	bool thread_started;
 	struct loop loop;
 	bool loop_ready;
+	uint64_t rec_trim_ms; /* when rec_buf_trim last ran (loop clock) */
 
 	const struct config *cfg;
 	_Atomic(const struct config *) cfg_next;

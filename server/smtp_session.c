@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "queue/rec_buf.h"
 #include "server/assert.h"
 #include "server/auth.h"
 #include "server/auth_pool.h"
@@ -80,7 +81,7 @@ static void
 txn_reset(struct conn *c)
 {
 	struct smtp_session *s = &c->sess;
-	free(s->rec);
+	rec_buf_put(s->rec);
 	s->rec = NULL;
 	s->rec_len = s->rec_cap = 0;
 	s->nrcpt = 0;
@@ -412,6 +413,11 @@ rec_reserve(struct smtp_session *s, size_t need)
 {
 	if (need <= s->rec_cap)
 		return;
+	if (!s->rec) {
+		s->rec = rec_buf_get(need, &s->rec_cap);
+		ASSERT(s->rec != NULL);
+		return;
+	}
 	size_t cap = s->rec_cap * 2;
 	if (cap < need)
 		cap = need;
@@ -494,7 +500,7 @@ static void
 message_too_big(struct smtp_session *s)
 {
 	s->too_big = 1;
-	free(s->rec);
+	rec_buf_put(s->rec);
 	s->rec = NULL;
 	s->rec_len = s->rec_cap = 0;
 }
@@ -1433,6 +1439,6 @@ smtp_session_free(struct smtp_session *s)
 	free(s->arena);
 	free(s->rcpts);
 	free(s->rcpt_off);
-	free(s->rec);
+	rec_buf_put(s->rec);
 	memset(s, 0, sizeof *s);
 }
