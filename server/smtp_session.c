@@ -421,8 +421,11 @@ rec_reserve(struct smtp_session *s, size_t need)
 	size_t cap = s->rec_cap * 2;
 	if (cap < need)
 		cap = need;
-	char *r = realloc(s->rec, cap);
+	/* not realloc: the bigger buffer comes from the cache too (rec_buf.h) */
+	char *r = rec_buf_get(cap, &cap);
 	ASSERT(r != NULL);
+	memcpy(r, s->rec, s->rec_len);
+	rec_buf_put(s->rec);
 	s->rec = r;
 	s->rec_cap = cap;
 }
@@ -486,7 +489,9 @@ message_begin(struct conn *c, bool binary)
 	uint64_t expect = s->size_declared ? s->size_declared : 16384;
 	if (expect > cfg_of(c)->max_message_size)
 		expect = cfg_of(c)->max_message_size;
-	s->rec_cap = 0;
+	rec_buf_put(s->rec); /* none is expected here; a new message starts a new buffer */
+	s->rec = NULL;
+	s->rec_len = s->rec_cap = 0;
 	rec_reserve(s, env_size + rcv_len + expect + SMTP_DATA_HOLD_MAX + 64);
 	s->msg_off = spool_record_begin(s->rec, s->rec_cap, &env);
 	memcpy(s->rec + s->msg_off, rcv, rcv_len);

@@ -56,23 +56,54 @@ refuses_other_sizes(void *arg)
 {
 	(void)arg;
 	size_t cap = 0;
-	char *big = rec_buf_get(REC_BUF_SIZE + 1, &cap);
-	cr_assert_not_null(big);
-	cr_assert_eq(cap, REC_BUF_SIZE + 1);
-	rec_buf_put(big); /* 1 byte over is still within a quarter: the allocator's rounding */
-	cr_assert_leq(rec_buf_cached(), 1);
-	while (rec_buf_cached() > 0)
-		free(rec_buf_get(1, &cap));
+	char *huge = rec_buf_get(4u << 20, &cap); /* past the largest class: plain malloc */
+	cr_assert_not_null(huge);
+	cr_assert_eq(cap, 4u << 20);
+	rec_buf_put(huge);
+	cr_assert_eq(rec_buf_cached(), 0);
 
-	char *grown = rec_buf_get(10, &cap);
-	grown = realloc(grown, 4 * REC_BUF_SIZE); /* a message that outgrew the buffer */
-	cr_assert_not_null(grown);
-	rec_buf_put(grown);
+	char *odd = rec_buf_get(10, &cap);
+	odd = realloc(odd, 3 * REC_BUF_SIZE); /* between two classes */
+	cr_assert_not_null(odd);
+	rec_buf_put(odd);
 	cr_assert_eq(rec_buf_cached(), 0);
 
 	rec_buf_put(malloc(100)); /* never one of ours */
 	cr_assert_eq(rec_buf_cached(), 0);
 	return NULL;
+}
+
+static void *
+classes(void *arg)
+{
+	(void)arg;
+	size_t cap = 0;
+	char *small = rec_buf_get(REC_BUF_SIZE, &cap);
+	cr_assert_eq(cap, REC_BUF_SIZE);
+	char *mid = rec_buf_get(REC_BUF_SIZE + 1, &cap);
+	cr_assert_eq(cap, 2 * REC_BUF_SIZE);
+	memset(mid, 'm', cap);
+	char *top = rec_buf_get(1u << 20, &cap);
+	cr_assert_eq(cap, 1u << 20);
+	rec_buf_put(top);
+	rec_buf_put(small);
+	rec_buf_put(mid);
+	cr_assert_eq(rec_buf_cached(), 3);
+	/* each request is served from its own class, whatever was put back last */
+	cr_assert_eq(rec_buf_get(40000, &cap), mid);
+	cr_assert_eq(cap, 2 * REC_BUF_SIZE);
+	cr_assert_eq(rec_buf_get(1, &cap), small);
+	cr_assert_eq(rec_buf_get(600000, &cap), top);
+	cr_assert_eq(cap, 1u << 20);
+	rec_buf_put(mid);
+	rec_buf_put(small);
+	rec_buf_put(top);
+	return NULL;
+}
+
+Test(rec_buf, serves_each_size_class_from_its_own_cache)
+{
+	run_on_thread(classes);
 }
 
 Test(rec_buf, frees_buffers_of_other_sizes)
@@ -99,6 +130,28 @@ bounded(void *arg)
 Test(rec_buf, keeps_at_most_rec_buf_keep)
 {
 	run_on_thread(bounded);
+}
+
+static void *
+bounded_bytes(void *arg)
+{
+	(void)arg;
+	enum { N = 300 }; /* 300 MiB of 1 MiB buffers (address space; never written) */
+	static char *v[N];
+	size_t cap;
+	for (unsigned i = 0; i < N; i++) {
+		v[i] = rec_buf_get(1u << 20, &cap);
+		cr_assert_not_null(v[i]);
+	}
+	for (unsigned i = 0; i < N; i++)
+		rec_buf_put(v[i]);
+	cr_assert_eq(rec_buf_cached(), REC_BUF_MAX_BYTES >> 20);
+	return NULL;
+}
+
+Test(rec_buf, keeps_at_most_rec_buf_max_bytes)
+{
+	run_on_thread(bounded_bytes);
 }
 
 static void *
