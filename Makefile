@@ -126,7 +126,8 @@ fuzz_sasl_SRC         := server/sasl.c
 # password check, the config and the log, and sees every event through the wrap.
 fuzz_session_SRC      := server/smtp_session.c server/conn.c server/smtp_parse.c \
 			 server/smtp_data.c server/sasl.c server/proxy.c server/timer.c \
-			 server/conn_limits.c server/listen.c queue/spool_record.c queue/crc32c.c
+			 server/conn_limits.c server/listen.c queue/spool_record.c queue/crc32c.c \
+			 queue/rec_buf.c
 fuzz_session_LDFLAGS  := -Wl,--wrap=smtp_session_event
 FUZZ_BINS := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_NAMES))
 fuzz_objs = $(patsubst %.c,$(FUZZ_DIR)/obj/%.o,$(fuzz_$(1)_SRC))
