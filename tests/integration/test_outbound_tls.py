@@ -149,3 +149,49 @@ def test_bytes_after_the_220_to_starttls_are_never_read_as_replies(ringmx_factor
         assert int(inj["discarded"]) == len(b"250 2.0.0 forged: not over TLS\r\n")
     finally:
         srv_in.close()
+
+
+def make_ip_pki(d, ip):
+    """A throw-away CA, and a certificate it signs for the address IP only (SAN IP:...)."""
+    ca, ca_key = str(d / "ip-ca.crt"), str(d / "ip-ca.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj",
+                    "/CN=ip test CA", "-days", "1", "-keyout", ca_key, "-out", ca],
+                   check=True, capture_output=True)
+    csr, cert, key = str(d / "ip.csr"), str(d / "ip.crt"), str(d / "ip.key")
+    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=not-a-name",
+                    "-keyout", key, "-out", csr], check=True, capture_output=True)
+    ext = d / "ip.ext"
+    ext.write_text("subjectAltName = IP:%s\n" % ip)
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key,
+                    "-CAcreateserial", "-days", "1", "-extfile", str(ext), "-out", cert],
+                   check=True, capture_output=True)
+    return ca, cert, key
+
+
+@pytest.mark.outbound
+@pytest.mark.parametrize("cert_ip, ok", [("127.0.0.1", True), ("127.0.0.2", False)])
+def test_verify_checks_an_address_literal_hop_against_the_certificates_ip(
+        ringmx_factory, tmp_path, cert_ip, ok):
+    """tls = verify with a hop written as an address ([127.0.0.1]:port): the certificate must
+    name that address (an iPAddress SAN, RFC 5280 4.2.1.6), not a DNS name spelled like it."""
+    ca, cert, key = make_ip_pki(tmp_path, cert_ip)
+    port = free_port()
+    p = subprocess.Popen([os.path.join(BIN, "ringmx-sink"), "--listen", "127.0.0.1:%d" % port,
+                          "--shards", "1", "--starttls", "--tls-cert", cert, "--tls-key", key],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port("127.0.0.1", port, proc=p)
+        srv = mta(ringmx_factory, "smtp:[127.0.0.1]:%d" % port,
+                  deliver={"tls_ca_file": ca}, extra={"domain tls.test": {"tls": "verify"}})
+        qid = send(srv, SENDER, ["u@tls.test"], make_message(subject="ip verify"))
+        if ok:
+            wait_events(srv, "delivered", qid=qid, timeout=10)
+            (t,) = events(srv, "smtp_out_tls")[:1]
+            assert t["verified"] == "yes" and t["policy"] == "verify", t
+        else:
+            (d,) = wait_events(srv, "deferred", qid=qid, timeout=10)[:1]
+            assert d["dsn"] == "4.7.5", d
+            assert events(srv, "delivered") == []
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
