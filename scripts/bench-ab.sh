@@ -42,11 +42,22 @@ start() { # start BIN_DIR SYSTEM
 	fi
 	srv=$!
 	sleep 0.7
+	kill -0 "$srv" 2>/dev/null || { echo "bench-ab: $1's $2 did not start (port $port)" >&2; exit 1; }
 }
-run() { # run MESSAGES -> msgs/s
+run() { # run MESSAGES -> msgs/s; fails (and says why) unless every message was accepted
 	taskset -c 0 bin/ringmx-bench --server 127.0.0.1:$port --connections "$C" --messages "$1" \
-		--size "$SIZE" --threads 1 --json |
-		/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["msgs_per_s"])'
+		--size "$SIZE" --threads 1 --json >"$TMP/run.json" || true
+	/usr/bin/python3 - "$TMP/run.json" "$1" <<'PY'
+import json, sys
+try:
+    d = json.load(open(sys.argv[1]))
+except ValueError as e:
+    sys.exit("bench-ab: ringmx-bench gave no report: %s" % e)
+if d["accepted"] != int(sys.argv[2]):
+    sys.exit("bench-ab: %d of %s accepted (errored %d, rejected %r)"
+             % (d["accepted"], sys.argv[2], d["errored"], d["rejected"]))
+print(d["msgs_per_s"])
+PY
 }
 med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
