@@ -21,6 +21,7 @@
 #include "bench/bench_opts.h"
 #include "bench/hist.h"
 #include "server/assert.h"
+#include "server/config.h"
 
 #define EXIT_USAGE 2
 #define PROGRESS_POLL_NS 100000000u /* how often main looks for finished threads */
@@ -515,9 +516,7 @@ main(int argc, char **argv)
 			fprintf(stderr, "try 'ringmx-bench --help'\n");
 		return EXIT_USAGE;
 	}
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-
-	r.nthreads = r.opts.threads ? r.opts.threads : (cpus > 0 ? (unsigned)cpus : 1);
+	r.nthreads = r.opts.threads ? r.opts.threads : config_cpu_count();
 	if (r.nthreads > r.opts.connections)
 		r.nthreads =
 		    r.opts.connections; /* a thread without connections has nothing to do */

@@ -22,7 +22,7 @@ static const char bench_usage[] =
     "usage: ringmx-bench --server HOST:PORT [options]\n"
     "\n"
     "  --server HOST:PORT     target: 1.2.3.4:25, [::1]:25 or name:25 (required)\n"
-    "  --threads T            client threads, each with its own io_uring (default: CPUs)\n"
+    "  --threads T            client threads, each with its own io_uring (default: CPUs it may run on)\n"
     "  --connections C        concurrent connections, spread over threads (default 10)\n"
     "  --messages M           measured messages to send (default 10000)\n"
     "  --duration S           or: send for S seconds (not with --messages)\n"

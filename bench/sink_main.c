@@ -50,7 +50,8 @@ usage(FILE *f)
 	fprintf(f, "usage: ringmx-sink --listen ADDR:PORT [--shards N] [--delay-ms D]\n"
 		   "                   [--tempfail-pct P] [--permfail-pct P] [--stats FILE]\n"
 		   "                   [--hostname NAME] [--starttls --tls-cert FILE --tls-key FILE]\n"
-		   "                   [--busy-poll US (0 to 10000)]\n");
+		   "                   [--busy-poll US (0 to 10000)]\n"
+		   "--shards defaults to the CPUs this process may run on.\n");
 }
 
 static int
@@ -213,9 +214,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	o.mode.enabled = true;
-	unsigned nshards = o.shards ? o.shards : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
-	if (nshards < 1)
-		nshards = 1;
+	unsigned nshards = o.shards ? o.shards : config_cpu_count();
 	struct config *cfg = sink_config(&o, nshards);
 	if (!cfg)
 		return 2;

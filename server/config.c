@@ -2028,9 +2028,8 @@ config_set_defaults(struct config *cfg)
 	cfg->hold = false;
 }
 
-/* The CPUs this process may run on (what shards get pinned to), else the online ones. */
-static unsigned
-cpu_count(void)
+unsigned
+config_cpu_count(void)
 {
 	cpu_set_t set;
 	long n;
@@ -2138,7 +2137,7 @@ config_fill_defaults(struct load *ld)
 	if (!ld->key_line[K_HELO_NAME])
 		strcpy(cfg->helo_name, cfg->hostname);
 	if (cfg->shards == 0)
-		cfg->shards = cpu_count();
+		cfg->shards = config_cpu_count();
 	if (control_socket_resolve(ld) < 0)
 		return -1;
 	policies_inherit(ld);

@@ -247,6 +247,11 @@ struct config *config_load_default(char *err, size_t err_len);
 struct config *config_load_string(const char *text, const char *name, char *err, size_t err_len);
 void config_free(struct config *cfg);
 
+/* The CPUs this process may run on (its affinity mask, so `taskset` counts), else the online
+ * ones; at least 1, at most the shard limit. What `shards = 0` means, and the default thread
+ * count of ringmx-bench and ringmx-sink. */
+unsigned config_cpu_count(void);
+
 /* True when domain (any case, a trailing dot ignored) is one of [accept] domains. */
 bool config_domain_is_local(const struct config *cfg, const char *domain, size_t len);
 /* True when the address is inside one of relay_networks (IPv4-mapped IPv6 counts as IPv4). */

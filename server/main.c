@@ -158,7 +158,7 @@ spool_recover(const struct config *cfg, unsigned nshards, struct shard_recovered
 static unsigned
 shard_count(const struct config *cfg)
 {
-	long n = cfg->shards ? (long)cfg->shards : sysconf(_SC_NPROCESSORS_ONLN);
+	long n = cfg->shards ? (long)cfg->shards : (long)config_cpu_count();
 	if (n < 1)
 		n = 1;
 	return n > SHARDS_MAX ? SHARDS_MAX : (unsigned)n;

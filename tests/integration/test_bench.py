@@ -71,6 +71,28 @@ def test_a_busy_polling_sink_counts_the_same(tmp_path):
     assert bad.returncode == 2 and "--busy-poll: expected an integer 0..10000" in bad.stderr
 
 
+def test_defaults_count_the_cpus_one_may_run_on_not_the_online_ones(tmp_path):
+    """Under a one-CPU affinity mask (taskset -c 0) the sink starts one shard and the generator
+    one thread, not one per online CPU fighting over the same core."""
+    one_cpu = lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    port = free_port()
+    sink = subprocess.Popen([os.path.join(BIN, "ringmx-sink"), "--listen", "127.0.0.1:%d" % port],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=one_cpu)
+    try:
+        wait_port("127.0.0.1", port, proc=sink)
+        out = subprocess.run([os.path.join(BIN, "ringmx-bench"), "--server",
+                              "127.0.0.1:%d" % port, "--connections", "4", "--messages", "200",
+                              "--json"], check=True, capture_output=True, text=True, timeout=60,
+                             preexec_fn=one_cpu).stdout
+    finally:
+        sink.send_signal(signal.SIGTERM)
+        _, err = sink.communicate(timeout=20)
+    r = json.loads(out)
+    assert r["accepted"] == 200 and r["config"]["threads"] == 1
+    assert "with 1 shard(s)" in err, err
+
+
 def test_bench_counts_new_connections_per_message_and_chunking_like_the_sink(tmp_path):
     sink = Sink(tmp_path)
     try:

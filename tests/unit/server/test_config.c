@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -382,6 +383,26 @@ Test(config, shards_zero_means_the_number_of_cpus)
 
 	cr_assert_geq(cfg->shards, 1);
 	cr_assert_leq(cfg->shards, n < 256 ? n : 256);
+	config_free(cfg);
+}
+
+/* The affinity mask, not the online CPUs: under `taskset -c 0` one shard, one bench thread.
+ * Criterion runs each test in a process of its own, so the narrowed mask ends with it. */
+Test(config, cpu_count_follows_the_affinity_mask)
+{
+	cpu_set_t set;
+
+	cr_assert_eq(sched_getaffinity(0, sizeof set, &set), 0);
+	cr_assert_eq(config_cpu_count(), (unsigned)(CPU_COUNT(&set) < 256 ? CPU_COUNT(&set) : 256));
+	int first = 0;
+	while (!CPU_ISSET(first, &set))
+		first++;
+	CPU_ZERO(&set);
+	CPU_SET(first, &set);
+	cr_assert_eq(sched_setaffinity(0, sizeof set, &set), 0);
+	cr_assert_eq(config_cpu_count(), 1);
+	struct config *cfg = load("[server]\nshards = 0\n");
+	cr_assert_eq(cfg->shards, 1, "shards = 0 under a one-CPU mask is one shard");
 	config_free(cfg);
 }
 
