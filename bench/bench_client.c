@@ -740,6 +740,7 @@ txn_reject(struct bench_client *c, struct conn *k, int code, bool rset)
  * fin, whose final reply is the next reply to come. With PIPELINING and DATA, the next
  * transaction's MAIL, RCPTs and DATA go in the same write: RFC 2920 3.1 lets message content
  * be the first "command" of a group. That makes one round trip per message instead of two.
+ * --pipelining-envelope stops at the "." (two round trips: the envelope group, the message).
  */
 static void
 txn_send_message(struct bench_client *c, struct conn *k)
@@ -756,8 +757,8 @@ txn_send_message(struct bench_client *c, struct conn *k)
 		conn_send(c, k, k->cbuf, cmd_bdat(k, k->cbuf), m->data, m->len);
 		return;
 	}
-	if (k->pipelining && !(per_conn && k->started_on_conn >= per_conn) &&
-	    client_take_arrival(c, &intended_ns)) {
+	if (k->pipelining && !c->o->pipelining_envelope &&
+	    !(per_conn && k->started_on_conn >= per_conn) && client_take_arrival(c, &intended_ns)) {
 		size_t n = txn_begin(c, k, intended_ns);
 
 		conn_send(c, k, m->data, m->len + 3, k->cbuf, n); /* ".\r\n", then the next group */

@@ -295,10 +295,11 @@ json_config(const struct bench_run *r)
 	for (unsigned i = 0; i < o->nsizes; i++)
 		printf("%s{\"bytes\":%llu,\"weight\":%u}", i ? "," : "",
 		       (unsigned long long)o->sizes[i].bytes, o->sizes[i].weight);
-	printf("],\"rcpts\":%u,\"per_conn\":%llu,\"pipelining\":%s,\"chunking\":%s,"
-	       "\"starttls\":%s,",
+	printf("],\"rcpts\":%u,\"per_conn\":%llu,\"pipelining\":%s,\"pipelining_envelope\":%s,"
+	       "\"chunking\":%s,\"starttls\":%s,",
 	       o->rcpts, (unsigned long long)o->per_conn, o->pipelining ? "true" : "false",
-	       o->chunking ? "true" : "false", o->starttls ? "true" : "false");
+	       o->pipelining_envelope ? "true" : "false", o->chunking ? "true" : "false",
+	       o->starttls ? "true" : "false");
 	if (o->rate > 0)
 		printf("\"rate\":%g,", o->rate);
 	else
@@ -400,8 +401,11 @@ text_header(const struct bench_run *r)
 		printf(o->nsizes == 1 ? "%s%llu" : "%s%llu:%u", i ? "," : "",
 		       (unsigned long long)o->sizes[i].bytes, o->sizes[i].weight);
 	printf(", %u rcpt%s, %s%s%s%s", o->rcpts, o->rcpts == 1 ? "" : "s",
-	       o->pipelining ? "pipelining, " : "", o->chunking ? "chunking, " : "",
-	       o->starttls ? "starttls, " : "", o->rate > 0 ? "open loop" : "closed loop");
+	       o->pipelining_envelope ? "envelope pipelining, "
+	       : o->pipelining	      ? "pipelining, "
+				      : "",
+	       o->chunking ? "chunking, " : "", o->starttls ? "starttls, " : "",
+	       o->rate > 0 ? "open loop" : "closed loop");
 	if (o->rate > 0)
 		printf(" %g msgs/s", o->rate);
 	printf("\n");

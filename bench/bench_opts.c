@@ -22,7 +22,8 @@ static const char bench_usage[] =
     "usage: ringmx-bench --server HOST:PORT [options]\n"
     "\n"
     "  --server HOST:PORT     target: 1.2.3.4:25, [::1]:25 or name:25 (required)\n"
-    "  --threads T            client threads, each with its own io_uring (default: CPUs it may run on)\n"
+    "  --threads T            client threads, each with its own io_uring\n"
+    "                         (default: one per CPU it may run on)\n"
     "  --connections C        concurrent connections, spread over threads (default 10)\n"
     "  --messages M           measured messages to send (default 10000)\n"
     "  --duration S           or: send for S seconds (not with --messages)\n"
@@ -32,7 +33,10 @@ static const char bench_usage[] =
     "  --rcpts R              recipients per message (default 1)\n"
     "  --per-conn K           messages per connection, then QUIT and reconnect;\n"
     "                         0 = keep it for the whole run (default 0)\n"
-    "  --pipelining           MAIL, RCPTs and DATA in one write (RFC 2920) when offered\n"
+    "  --pipelining           MAIL, RCPTs and DATA in one write (RFC 2920) when offered,\n"
+    "                         and the next transaction's behind the message's \".\"\n"
+    "  --pipelining-envelope  the same, but the next transaction waits for the message's\n"
+    "                         final reply (for servers that refuse commands behind \".\")\n"
     "  --chunking             BDAT n LAST instead of DATA (RFC 3030) when offered\n"
     "  --rate R               open loop: R messages/s in all; latency is measured from\n"
     "                         each message's intended start (default: closed loop)\n"
@@ -59,6 +63,7 @@ enum bench_opt_id {
 	OPT_RCPTS,
 	OPT_PER_CONN,
 	OPT_PIPELINING,
+	OPT_PIPELINING_ENVELOPE,
 	OPT_CHUNKING,
 	OPT_RATE,
 	OPT_FROM,
@@ -86,6 +91,7 @@ static const struct bench_opt_def {
     {"--rcpts", OPT_RCPTS, true},
     {"--per-conn", OPT_PER_CONN, true},
     {"--pipelining", OPT_PIPELINING, false},
+    {"--pipelining-envelope", OPT_PIPELINING_ENVELOPE, false},
     {"--chunking", OPT_CHUNKING, false},
     {"--rate", OPT_RATE, true},
     {"--from", OPT_FROM, true},
@@ -510,6 +516,9 @@ bench_opts_apply(struct bench_opts *o, enum bench_opt_id id, const char *name, c
 		return bench_opts_helo_arg(o, v, err, errlen);
 	case OPT_PIPELINING:
 		o->pipelining = true;
+		return 0;
+	case OPT_PIPELINING_ENVELOPE:
+		o->pipelining = o->pipelining_envelope = true;
 		return 0;
 	case OPT_CHUNKING:
 		o->chunking = true;

@@ -72,7 +72,7 @@ struct bench_pattern {
 struct bench_opts {
 	char host[BENCH_HOST_MAX + 1]; /* without the brackets of an IPv6 literal */
 	char port[6];
-	unsigned threads;     /* 0: one per online CPU, decided by the caller */
+	unsigned threads;     /* 0: one per CPU it may run on, decided by the caller */
 	unsigned connections; /* default 10 */
 	uint64_t messages;    /* measured messages; 0 in --duration mode */
 	double duration_s;    /* 0 in --messages mode */
@@ -85,6 +85,7 @@ struct bench_opts {
 	double timeout_s;      /* per reply, default 30 */
 	unsigned busy_poll_us; /* poll before sleeping after a busy turn; 0 = never */
 	bool pipelining;
+	bool pipelining_envelope; /* with pipelining: nothing pipelined behind the message's "." */
 	bool chunking;
 	bool starttls; /* RFC 3207 on every connection; the server's certificate is not checked */
 	bool json;

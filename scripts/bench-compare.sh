@@ -32,7 +32,9 @@ usage: scripts/bench-compare.sh [--quick] [options]
   --connections LIST     concurrent connections (default 1,10,100,1000; --quick 10,100)
   --per-conn LIST        messages per connection: 1 = a new connection per message,
                          0 = reuse for the whole cell (default 1,0; --quick 0)
-  --pipelining LIST      off,on (default off,on)
+  --pipelining LIST      off, on (ringmx-bench --pipelining: the next transaction rides behind
+                         the message's "."), env (--pipelining-envelope: only MAIL, RCPTs
+                         and DATA share a write) (default off,on,env; --quick off,on)
   --server-cpus LIST     CPUs for the servers, a taskset list (default: the upper half)
   --client-cpus LIST     CPUs for ringmx-bench and this script (default: the lower half)
   --drain N              outbound drain (ringmx and Postfix) of N queued messages into ringmx-sink
@@ -98,7 +100,7 @@ if [ "$QUICK" = 1 ]; then
 	TAG=quick-
 else
 	: "${DURATION:=5}" "${WARMUP:=1}" "${SIZES:=4k,64k}" "${CONNS:=1,10,100,1000}"
-	: "${PERCONN:=1,0}" "${PIPE:=off,on}" "${DRAIN:=10000}"
+	: "${PERCONN:=1,0}" "${PIPE:=off,on,env}" "${DRAIN:=10000}"
 	TAG=""
 fi
 [ -n "$USER_TAG" ] && TAG="$USER_TAG-"
@@ -107,7 +109,7 @@ for s in $(split "$SYSTEMS"); do
 	case "$s" in postfix | haraka | ringmx | sink) ;; *) echo "bench-compare: unknown system $s" >&2; exit 2 ;; esac
 done
 for p in $(split "$PIPE"); do
-	case "$p" in on | off) ;; *) echo "bench-compare: --pipelining takes off,on" >&2; exit 2 ;; esac
+	case "$p" in on | off | env) ;; *) echo "bench-compare: --pipelining takes off,on,env" >&2; exit 2 ;; esac
 done
 num_re='^[0-9]+(\.[0-9]+)?$'
 [[ $DURATION =~ $num_re && $WARMUP =~ $num_re && $DRAIN =~ ^[0-9]+$ ]] ||
@@ -481,10 +483,13 @@ SYS_NAMES = {'postfix': 'Postfix', 'haraka': 'Haraka', 'ringmx': 'ringmx', 'sink
 def size_label(b):
     return f'{b // 1024}k' if b % 1024 == 0 else str(b)
 
+def pipe_label(c):
+    return 'env' if c.get('pipelining_envelope') else 'on' if c['pipelining'] else 'off'
+
 def wl_label(c):
     return (f"{size_label(c['size_bytes'])} c={c['connections']} "
             f"{'new-conn' if c['per_conn'] == 1 else 'reuse' if c['per_conn'] == 0 else 'per-conn=%d' % c['per_conn']} "
-            f"pipe={'on' if c['pipelining'] else 'off'}")
+            f"pipe={pipe_label(c)}")
 
 def derive(c):
     b = c.get('bench') or {}
@@ -551,7 +556,7 @@ def report(raw, out, tag):
     if os.path.exists(f'{raw}/drain.jsonl'):
         drains = [json.loads(l) for l in open(f'{raw}/drain.jsonl') if l.strip()]
     order = meta['systems']
-    key = lambda c: (c['size_bytes'], c['connections'], c['per_conn'], c['pipelining'])
+    key = lambda c: (c['size_bytes'], c['connections'], c['per_conn'], pipe_label(c))
     workloads = []
     for c in matrix:
         if key(c) not in workloads:
@@ -613,7 +618,7 @@ def report(raw, out, tag):
         r.update({'eod_p50_us': e.get('p50'), 'eod_p90_us': e.get('p90'), 'eod_p99_us': e.get('p99'),
                   'eod_p999_us': e.get('p999'), 'eod_max_us': e.get('max'),
                   'txn_p50_us': t.get('p50'), 'txn_p99_us': t.get('p99'),
-                  'pipelining': 'on' if c['pipelining'] else 'off'})
+                  'pipelining': pipe_label(c)})
         return r
     def cell_tsv(v):
         if v is None:
@@ -1200,6 +1205,7 @@ run_cell_once() { # id attempt kind system size conns per_conn pipe(on|off) [rat
 	local id=$1 attempt=$2 kind=$3 sys=$4 size=$5 conns=$6 pc=$7 pipe=$8 rate=${9:-}
 	local args=(--connections "$conns" --size "$size" --per-conn "$pc")
 	[ "$pipe" = on ] && args+=(--pipelining)
+	[ "$pipe" = env ] && args+=(--pipelining-envelope)
 	[ -n "$rate" ] && args+=(--rate "$rate")
 	local err="" stored="" cpu0="" cpu1="" b0="" b1="" t0="" t1="" other="" top="" pid="" try
 	CELL_NOISY=0 CELL_OTHER=0 CELL_TOP=-
@@ -1241,7 +1247,8 @@ run_cell_once() { # id attempt kind system size conns per_conn pipe(on|off) [rat
 	[ "$sys" != postfix ] && stored=$("${sys}_count")
 	[ -n "$stored" ] || stored=null
 	local rec=(kind="$kind" system="$sys" size="$size" size_bytes="$(size_bytes "$size")" connections="$conns"
-		per_conn="$pc" pipelining="$([ "$pipe" = on ] && echo true || echo false)"
+		per_conn="$pc" pipelining="$([ "$pipe" != off ] && echo true || echo false)"
+		pipelining_envelope="$([ "$pipe" = env ] && echo true || echo false)"
 		warmup_s="$WARMUP" duration_s="$DURATION" stored="$stored" server_ncpus="$NSERVER"
 		bench="@$RAW/$id.json" warm="@$RAW/$id.warm.json" rss="@$RAW/$id.rss.json" id="$id"
 		attempts="$attempt" noisy="$([ "$CELL_NOISY" = 1 ] && echo true || echo false)")

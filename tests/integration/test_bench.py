@@ -272,6 +272,110 @@ def test_starttls_against_a_server_without_it_is_errors_not_plaintext_mail(tmp_p
     assert stats["messages"] == 0
 
 
+class StrictPipelining:
+    """A server that offers PIPELINING but, like Haraka, refuses a command that arrives behind
+    the message's "." before its reply (503). It records, per message, whether the envelope
+    came in one piece (RCPT and DATA already buffered when MAIL was read) and whether anything
+    was waiting behind the "."."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = self.behind_dot = self.envelope_in_one = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.session, args=(conn,), daemon=True).start()
+
+    def session(self, conn):
+        buf = b""
+
+        def line():
+            nonlocal buf
+            while b"\r\n" not in buf:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    raise EOFError
+                buf += chunk
+            ln, buf = buf.split(b"\r\n", 1)
+            return ln
+
+        with conn:
+            conn.settimeout(10)
+            try:
+                conn.sendall(b"220 strict.test ESMTP\r\n")
+                line()
+                conn.sendall(b"250-strict.test\r\n250 PIPELINING\r\n")
+                while True:
+                    cmd = line().upper()
+                    if cmd == b"QUIT":
+                        conn.sendall(b"221 bye\r\n")
+                        return
+                    if cmd == b"RSET":
+                        conn.sendall(b"250 reset\r\n")
+                        continue
+                    if not cmd.startswith(b"MAIL"):
+                        conn.sendall(b"503 5.5.1 bad sequence\r\n")
+                        continue
+                    whole = b"\r\nDATA\r\n" in b"\r\n" + buf
+                    line()  # RCPT
+                    line()  # DATA
+                    conn.sendall(b"250 ok\r\n250 ok\r\n354 go\r\n")
+                    while line() != b".":
+                        pass
+                    with self.lock:
+                        self.envelope_in_one += whole
+                    if buf:  # commands pipelined behind the dot: refused, as Haraka does
+                        with self.lock:
+                            self.behind_dot += 1
+                        conn.sendall(b"250 queued\r\n")
+                        while buf:
+                            line()
+                            conn.sendall(b"503 5.5.1 pipelined after end of DATA\r\n")
+                        continue
+                    with self.lock:
+                        self.accepted += 1
+                    conn.sendall(b"250 queued\r\n")
+            except (OSError, EOFError):
+                pass
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.mark.parametrize("mode", ["--pipelining-envelope", "--pipelining"])
+def test_pipelining_envelope_sends_nothing_behind_the_dot(mode):
+    """--pipelining-envelope pipelines MAIL, RCPT and DATA but waits for the final reply, so a
+    server that refuses commands behind the "." takes every message; --pipelining (the control)
+    sends the next envelope behind the dot and is refused there, and says so."""
+    srv = StrictPipelining()
+    try:
+        rc, r, err = bench_run(srv.port, "--connections", "2", "--messages", "200",
+                               "--size", "1k", mode, "--timeout", "5")
+    finally:
+        srv.close()
+    if mode == "--pipelining-envelope":
+        assert rc == 0, err
+        assert r["config"]["pipelining_envelope"] is True
+        assert r["accepted"] == 200 == srv.accepted and r["rejected"] == {}
+        assert srv.behind_dot == 0
+        assert srv.envelope_in_one == 200, "MAIL, RCPT and DATA came in one write"
+    else:
+        # Each refused transaction is one that rode behind a ".": counted, never ignored.
+        refused = r["rejected"].get("503", 0)
+        assert refused > 0 and refused == srv.behind_dot, (r, srv.behind_dot)
+        assert r["accepted"] + refused == r["sent"] == 200
+
+
 class FakeStarttls:
     """A server that offers STARTTLS and then misbehaves: `refuse` answers 454, `garbage`
     answers 220 and sends bytes that are not TLS, `inject` sends a reply right behind its 220 in

@@ -59,6 +59,7 @@ Test(bench_opts, only_server_gives_the_documented_defaults)
 	cr_assert_float_eq(opts.rate, 0.0, 1e-12);
 	cr_assert_float_eq(opts.timeout_s, 30.0, 1e-12);
 	cr_assert(!opts.pipelining && !opts.chunking && !opts.json && !opts.starttls);
+	cr_assert(!opts.pipelining_envelope);
 	cr_assert_str_eq(opts.from, "bench@ringmx.test");
 	cr_assert_str_eq(opts.to, "user{n}@localhost");
 }
@@ -83,10 +84,17 @@ Test(bench_opts, every_option_is_parsed)
 	cr_assert_eq(opts.rcpts, 3);
 	cr_assert_eq(opts.per_conn, 7);
 	cr_assert(opts.pipelining && opts.chunking && opts.json);
+	cr_assert(!opts.pipelining_envelope, "--pipelining pipelines behind the dot too");
 	cr_assert_float_eq(opts.rate, 2000.0, 1e-9);
 	cr_assert_str_eq(opts.helo, "client.test");
 	cr_assert_float_eq(opts.timeout_s, 5.0, 1e-12);
 	cr_assert_eq(opts.to_pat.nseg, 5);
+}
+
+Test(bench_opts, pipelining_envelope_is_pipelining_that_stops_at_the_dot)
+{
+	cr_assert_eq(parse_args("--server", "h:25", "--pipelining-envelope", NULL), 0, "%s", err);
+	cr_assert(opts.pipelining && opts.pipelining_envelope);
 }
 
 Test(bench_opts, name_equals_value_is_the_same_as_two_arguments)
