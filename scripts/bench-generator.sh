@@ -37,10 +37,12 @@ command -v smtp-source >/dev/null || PATH=$PATH:/usr/sbin
 command -v smtp-source >/dev/null || { echo "smtp-source missing: scripts/install-deps.sh --bench" >&2; exit 1; }
 make -s all
 port=$((20000 + RANDOM % 20000))
-taskset -c 1 bin/ringmx-sink --listen 127.0.0.1:$port --shards 1 "${sink_poll[@]}" 2>/dev/null &
+taskset -c 1 bin/ringmx-sink --listen 127.0.0.1:$port --shards 1 "${sink_poll[@]}" 2>/tmp/bg-sink.$$ &
 sink=$!
 trap 'kill $sink 2>/dev/null; wait $sink 2>/dev/null || true' EXIT
 sleep 0.5
+kill -0 "$sink" 2>/dev/null || { echo "bench-generator: ringmx-sink did not start on port $port:" \
+	"$(cat /tmp/bg-sink.$$)" >&2; exit 1; }
 # smtp-source -l 4096 sends a 4096-byte body plus its own headers: 4211 bytes on the wire.
 # (With another -l the headers are the same 115 bytes: SIZE is BODY + 115.)
 src=() rb=() csrc=() crb=()
@@ -62,7 +64,7 @@ for r in $(seq "$R"); do
 		"$r" "$s" "$cs" "$b" "$cb" "$(echo "$b / $s" | bc -l)"
 	src+=("$s") rb+=("$b") csrc+=("$cs") crb+=("$cb")
 done
-rm -f /tmp/bg-src.$$ /tmp/bg-rb.$$
+rm -f /tmp/bg-src.$$ /tmp/bg-rb.$$ /tmp/bg-sink.$$
 med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ms=$(med "${src[@]}") mb=$(med "${rb[@]}") mcs=$(med "${csrc[@]}") mcb=$(med "${crb[@]}")
 printf 'median: smtp-source %.0f msgs/s, ringmx-bench %.0f msgs/s, rate ratio %.2f; CPU-s/1000: smtp-source %s, ringmx-bench %s (%d msgs, %d connections, %s, lock-step, %d-byte messages, sink ringmx-sink --shards 1 %s)\n' \
