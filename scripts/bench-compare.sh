@@ -697,7 +697,7 @@ def report(raw, out, tag):
     # ---- charts (gnuplot)
     charts = []
     sizes = sorted({w[0] for w in workloads})
-    tp_wl = [w for w in workloads if w[0] == min(sizes) and w[2] == 0 and not w[3]] if sizes else []
+    tp_wl = [w for w in workloads if w[0] == min(sizes) and w[2] == 0 and w[3] == 'off'] if sizes else []
     conns = sorted({w[1] for w in tp_wl})
     if len(conns) >= 1:
         dat = f'{raw}/throughput.dat'
@@ -706,13 +706,13 @@ def report(raw, out, tag):
             for n in conns:
                 vals = []
                 for s in order:
-                    c = by.get(((min(sizes), n, 0, False), s))
+                    c = by.get(((min(sizes), n, 0, 'off'), s))
                     vals.append(f"{c['msgs_per_s']:.1f}" if c and c['msgs_per_s'] > 0 else 'NaN')
                 f.write(f'{n} ' + ' '.join(vals) + '\n')
         png = f'{out}/{tag}throughput-vs-connections.png'
         plots = ', '.join(f"'{dat}' using 1:{i + 2} with linespoints lw 2 pt 7 lc {i + 1} title '{SYS_NAMES[s]}'"
                           for i, s in enumerate(order)
-                          if any((c := by.get(((min(sizes), n, 0, False), s))) and c['msgs_per_s'] > 0 for n in conns))
+                          if any((c := by.get(((min(sizes), n, 0, 'off'), s))) and c['msgs_per_s'] > 0 for n in conns))
         gp = f"""set terminal pngcairo size 900,560 font 'sans,10'
 set output '{png}'
 set title 'Accepted messages/s vs concurrent connections ({size_label(min(sizes))}, connection reuse, no pipelining, fsync on)'
@@ -734,7 +734,7 @@ plot {plots}
     if tp_wl:
         n = 100 if 100 in conns else max(conns)
         cdf_sets.append((f'closed loop, {size_label(min(sizes))} reuse no-pipelining, {n} connections',
-                         [by.get(((min(sizes), n, 0, False), s)) for s in order]))
+                         [by.get(((min(sizes), n, 0, 'off'), s)) for s in order]))
     if half:
         cdf_sets.append(('open loop at half of each system peak rate', [next((c for c in half if c['system'] == s), None) for s in order]))
     if cdf_sets:
