@@ -272,11 +272,9 @@ def test_starttls_against_a_server_without_it_is_errors_not_plaintext_mail(tmp_p
     assert stats["messages"] == 0
 
 
-class StrictPipelining:
-    """A server that offers PIPELINING but, like Haraka, refuses a command that arrives behind
-    the message's "." before its reply (503). It records, per message, whether the envelope
-    came in one piece (RCPT and DATA already buffered when MAIL was read) and whether anything
-    was waiting behind the "."."""
+class FakeServer:
+    """A loopback server that runs self.session(conn) in a thread of its own per connection;
+    a subclass sets its state, then calls start()."""
 
     def __init__(self):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -284,17 +282,35 @@ class StrictPipelining:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
-        self.accepted = self.behind_dot = self.envelope_in_one = 0
-        self.lock = threading.Lock()
+        self.done = False
+
+    def start(self):
         threading.Thread(target=self.serve, daemon=True).start()
 
     def serve(self):
-        while True:
+        while not self.done:
             try:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
             threading.Thread(target=self.session, args=(conn,), daemon=True).start()
+
+    def close(self):
+        self.done = True
+        self.sock.close()
+
+
+class StrictPipelining(FakeServer):
+    """A server that offers PIPELINING but, like Haraka, refuses a command that arrives behind
+    the message's "." before its reply (503). It records, per message, whether the envelope
+    came in one piece (RCPT and DATA already buffered when MAIL was read) and whether anything
+    was waiting behind the "."."""
+
+    def __init__(self):
+        super().__init__()
+        self.accepted = self.behind_dot = self.envelope_in_one = 0
+        self.lock = threading.Lock()
+        self.start()
 
     def session(self, conn):
         buf = b""
@@ -348,9 +364,6 @@ class StrictPipelining:
             except (OSError, EOFError):
                 pass
 
-    def close(self):
-        self.sock.close()
-
 
 @pytest.mark.parametrize("mode", ["--pipelining-envelope", "--pipelining"])
 def test_pipelining_envelope_sends_nothing_behind_the_dot(mode):
@@ -376,29 +389,16 @@ def test_pipelining_envelope_sends_nothing_behind_the_dot(mode):
         assert r["accepted"] + refused == r["sent"] == 200
 
 
-class FakeStarttls:
+class FakeStarttls(FakeServer):
     """A server that offers STARTTLS and then misbehaves: `refuse` answers 454, `garbage`
     answers 220 and sends bytes that are not TLS, `inject` sends a reply right behind its 220 in
     the clear (RFC 3207 5), `silent` answers 220 and then says nothing."""
 
     def __init__(self, behaviour):
+        super().__init__()
         self.behaviour = behaviour
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
         self.sessions = 0
-        self.done = False
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while not self.done:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.session, args=(conn,), daemon=True).start()
+        self.start()
 
     def session(self, conn):
         with conn:
@@ -423,10 +423,6 @@ class FakeStarttls:
                 f.read()  # until the client closes
             except OSError:
                 pass
-
-    def close(self):
-        self.done = True
-        self.sock.close()
 
 
 @pytest.mark.parametrize("behaviour,reason", [
