@@ -39,7 +39,7 @@ make -s all
 port=$((20000 + RANDOM % 20000))
 taskset -c 1 bin/ringmx-sink --listen 127.0.0.1:$port --shards 1 "${sink_poll[@]}" 2>/tmp/bg-sink.$$ &
 sink=$!
-trap 'kill $sink 2>/dev/null; wait $sink 2>/dev/null || true' EXIT
+trap 'kill $sink 2>/dev/null; wait $sink 2>/dev/null || true; rm -f /tmp/bg-sink.$$' EXIT
 sleep 0.5
 kill -0 "$sink" 2>/dev/null || { echo "bench-generator: ringmx-sink did not start on port $port:" \
 	"$(cat /tmp/bg-sink.$$)" >&2; exit 1; }

@@ -158,10 +158,9 @@ spool_recover(const struct config *cfg, unsigned nshards, struct shard_recovered
 static unsigned
 shard_count(const struct config *cfg)
 {
-	long n = cfg->shards ? (long)cfg->shards : (long)config_cpu_count();
-	if (n < 1)
-		n = 1;
-	return n > SHARDS_MAX ? SHARDS_MAX : (unsigned)n;
+	/* Loading the config already turned shards = 0 into config_cpu_count(). */
+	unsigned n = cfg->shards ? cfg->shards : 1;
+	return n > SHARDS_MAX ? SHARDS_MAX : n;
 }
 
 struct daemon {
