@@ -2,7 +2,7 @@
 # A/B: the same ringmx-bench workload against two builds of ringmx-sink and ringmx (fsync on,
 # delivery off), in alternation, server on CPU 1, generator (this tree's ringmx-bench) on CPU 0.
 #   scripts/bench-ab.sh OLD_BIN_DIR NEW_BIN_DIR [--connections C] [--size S] [--messages N]
-#                       [--rounds R] [--systems sink,ringmx]
+#                       [--rounds R] [--systems sink,ringmx] [--pipelining]
 # Each round starts each server afresh, sends N/4 messages to warm it up (connections, caches),
 # then N measured ones. Prints each round and the median msgs/s of each build, their ratio,
 # and the server's minor page faults per measured message.
@@ -10,9 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { echo "usage: $0 OLD_BIN_DIR NEW_BIN_DIR [--connections C] [--size S]" \
-	"[--messages N] [--rounds R] [--systems sink,ringmx]" >&2; exit 2; }
+	"[--messages N] [--rounds R] [--systems sink,ringmx] [--pipelining]" >&2; exit 2; }
 OLD=$1 NEW=$2; shift 2
-C=1000 SIZE=4211 N=20000 R=3 SYSTEMS=sink,ringmx
+C=1000 SIZE=4211 N=20000 R=3 SYSTEMS=sink,ringmx PIPE=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--connections) C=$2; shift 2 ;;
@@ -20,6 +20,7 @@ while [ $# -gt 0 ]; do
 	--messages) N=$2; shift 2 ;;
 	--rounds) R=$2; shift 2 ;;
 	--systems) SYSTEMS=$2; shift 2 ;;
+	--pipelining) PIPE=(--pipelining); shift ;;
 	*) echo "bench-ab: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -46,7 +47,7 @@ start() { # start BIN_DIR SYSTEM
 }
 run() { # run MESSAGES -> msgs/s; fails (and says why) unless every message was accepted
 	taskset -c 0 bin/ringmx-bench --server 127.0.0.1:$port --connections "$C" --messages "$1" \
-		--size "$SIZE" --threads 1 --json >"$TMP/run.json" || true
+		--size "$SIZE" --threads 1 "${PIPE[@]}" --json >"$TMP/run.json" || true
 	/usr/bin/python3 - "$TMP/run.json" "$1" <<'PY'
 import json, sys
 try:
@@ -78,6 +79,6 @@ for sys in ${SYSTEMS//,/ }; do
 		done
 	done
 	mo=$(med "${r_old[@]}") mn=$(med "${r_new[@]}")
-	printf '%s median (%d conns, size %s, %d msgs, lock-step): old %.0f msgs/s (%.2f faults/msg), new %.0f msgs/s (%.2f faults/msg), new/old %.2f\n' \
-		"$sys" "$C" "$SIZE" "$N" "$mo" "$(med "${f_old[@]}")" "$mn" "$(med "${f_new[@]}")" "$(echo "$mn / $mo" | bc -l)"
+	printf '%s median (%d conns, size %s, %d msgs, %s): old %.0f msgs/s (%.2f faults/msg), new %.0f msgs/s (%.2f faults/msg), new/old %.2f\n' \
+		"$sys" "$C" "$SIZE" "$N" "$([ ${#PIPE[@]} -gt 0 ] && echo pipelining || echo lock-step)" "$mo" "$(med "${f_old[@]}")" "$mn" "$(med "${f_new[@]}")" "$(echo "$mn / $mo" | bc -l)"
 done

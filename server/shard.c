@@ -12,6 +12,7 @@
 #include "queue/ctl.h"
 #include "queue/delivery.h"
 #include "queue/rec_buf.h"
+#include "queue/spool_record.h"
 #include "server/assert.h"
 #include "server/auth_pool.h"
 #include "server/listen.h"
@@ -254,8 +255,9 @@ shard_commit(struct shard *sh, struct conn *c, char *rec, size_t len)
 	if (sh->sink.enabled) {
 		rec_buf_put(rec);
 		sink_commit(sh, c, len);
-		return;
+		return; /* ringmx-sink stores nothing: no lengths or checksum to seal */
 	}
+	spool_record_finish(rec, len);
 	spool_append(sh->spool, rec, len, ((uint64_t)c->gen << 32) | c->slot);
 }
 

@@ -110,7 +110,9 @@ struct shard {
 /* For the session: */
 uint64_t shard_qid_next(struct shard *sh);
 const char *shard_date(struct shard *sh);
-/* Hands a finished record to the spool (or the sink); the session gets COMMITTED later. */
+/* Hands a complete record, built but not yet sealed, to the spool, which seals it
+ * (spool_record_finish: lengths and checksum), or to the sink, which drops it unsealed; the
+ * session gets COMMITTED later. */
 void shard_commit(struct shard *sh, struct conn *c, char *rec, size_t len);
 /* Hands a password check to the auth pool; its result comes back to
  * smtp_session_auth_done on this thread. Returns 0, or -EAGAIN when the pool's queue is full or

@@ -132,6 +132,38 @@ Test(crc32c, hardware_and_software_paths_agree)
 	cr_assert_eq(crc32c_hw(0, "123456789", 9), 0xE3069283u);
 }
 
+Test(crc32c, the_three_chain_blocks_join_to_the_same_checksum)
+{
+	/* crc32c_hw runs three chains over 3 x 256 and 3 x 4096-byte blocks and joins them:
+	 * lengths at, around and well past those block boundaries, at odd alignments. */
+	static unsigned char buf[3 * 3 * 4096 + 1000];
+	static const size_t edges[] = {767,	 768,	  769,	   1535,    1536,	1537,
+				       12287, 12288, 12289, 12288 + 768, 24576 + 767, 36864 + 999};
+	uint64_t seed = 0xBADC0DE;
+
+	if (!crc32c_hw_available())
+		cr_skip_test("this CPU has no SSE4.2 crc32 instruction");
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (unsigned char)rng_next(&seed);
+	for (size_t e = 0; e < sizeof(edges) / sizeof(edges[0]); e++) {
+		for (size_t align = 0; align < 3; align++) {
+			uint32_t init = (uint32_t)rng_next(&seed);
+			size_t len = edges[e];
+
+			cr_assert_eq(crc32c_hw(init, buf + align, len),
+				     crc32c_sw(init, buf + align, len), "align %zu len %zu", align,
+				     len);
+		}
+	}
+	for (int i = 0; i < 200; i++) {
+		size_t len = (size_t)(rng_next(&seed) % (sizeof(buf) - 8));
+		size_t align = (size_t)(rng_next(&seed) % 8);
+
+		cr_assert_eq(crc32c_hw(0, buf + align, len), crc32c_sw(0, buf + align, len),
+			     "align %zu len %zu", align, len);
+	}
+}
+
 Test(crc32c, a_checksum_can_be_continued_piece_by_piece)
 {
 	static const char text[] = "The quick brown fox jumps over the lazy dog, twice over.";
