@@ -313,6 +313,7 @@ enum key_id {
 	K_TIMEOUT_SESSION,
 	K_GREETING_DELAY_MS,
 	K_BUSY_POLL_US,
+	K_PIN_SHARDS,
 	K_SHUTDOWN_TIMEOUT,
 	K_BARE_NEWLINE,
 	K_LOG_LEVEL,
@@ -1599,6 +1600,7 @@ static const struct key keys[K_COUNT] = {
 			     CONFIG_GREETING_DELAY_MAX_MS, NULL},
     [K_BUSY_POLL_US] = {"server", "busy_poll_us", key_unsigned, F(busy_poll_us), 0,
 			CONFIG_BUSY_POLL_MAX_US, NULL},
+    [K_PIN_SHARDS] = {"server", "pin_shards", key_bool, F(pin_shards), 0, 0, NULL},
     [K_SHUTDOWN_TIMEOUT] = {"server", "shutdown_timeout", key_unsigned, F(shutdown_timeout), 0,
 			    CONFIG_TIMEOUT_MAX, &time_suffixes},
     [K_BARE_NEWLINE] = {"server", "bare_newline", key_bare_newline, 0, 0, 0, NULL},
@@ -1983,6 +1985,7 @@ config_set_defaults(struct config *cfg)
 	cfg->timeout_session = 3600;
 	cfg->greeting_delay_ms = 0;
 	cfg->busy_poll_us = 0;
+	cfg->pin_shards = true;
 	cfg->shutdown_timeout = 10;
 	cfg->bare_newline = CONFIG_BARE_NEWLINE_REJECT;
 	cfg->log_level = CONFIG_LOG_INFO;
@@ -2041,6 +2044,20 @@ config_cpu_count(void)
 	if (n < 1)
 		n = 1;
 	return n > CONFIG_SHARDS_MAX ? CONFIG_SHARDS_MAX : (unsigned)n;
+}
+
+int
+config_cpu_nth(unsigned i)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) == 0)
+		return -1;
+	unsigned k = i % (unsigned)CPU_COUNT(&set);
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		if (CPU_ISSET(cpu, &set) && k-- == 0)
+			return cpu;
+	return -1;
 }
 
 static int
@@ -2647,6 +2664,7 @@ config_restart_changes(const struct config *old, const struct config *next, char
 	    old->segment_size != next->segment_size,
 	    old->fsync != next->fsync,
 	    old->busy_poll_us != next->busy_poll_us,
+	    old->pin_shards != next->pin_shards,
 	    strcmp(old->control_socket, next->control_socket) != 0,
 	    /* the delivery (resolver, mesh, recovery of what to deliver) is set up at start */
 	    old->deliver_enabled != next->deliver_enabled,
@@ -2660,6 +2678,7 @@ config_restart_changes(const struct config *old, const struct config *next, char
 					  K_SHARDS,	   K_MAX_CONNECTIONS,
 					  K_SPOOL_DIR,	   K_SEGMENT_SIZE,
 					  K_FSYNC,	   K_BUSY_POLL_US,
+					  K_PIN_SHARDS,
 					  K_CONTROL_SOCKET,    K_DELIVER_ENABLED,
 					  K_DELIVER_TLS_CA_FILE,
 					  K_AUTH_CHECK_THREADS};

@@ -145,6 +145,7 @@ struct config {
 	unsigned timeout_session;        /* s: a whole connection */
 	unsigned greeting_delay_ms;      /* ms: pause before the greeting; early talkers rejected */
 	unsigned busy_poll_us;           /* us: poll for completions before sleeping, under load */
+	bool pin_shards;                 /* each shard thread on one CPU of the affinity mask */
 	unsigned shutdown_timeout;       /* s: how long a graceful stop waits for transactions */
 	enum config_bare_newline bare_newline;
 	enum config_log_level log_level;
@@ -252,6 +253,11 @@ void config_free(struct config *cfg);
  * count of ringmx-bench and ringmx-sink. */
 unsigned config_cpu_count(void);
 
+/* The CPU for shard i under `pin_shards`: the i-th CPU of the calling thread's affinity mask,
+ * counting from the lowest and wrapping when i passes their number; -1 when the mask cannot be
+ * read. */
+int config_cpu_nth(unsigned i);
+
 /* True when domain (any case, a trailing dot ignored) is one of [accept] domains. */
 bool config_domain_is_local(const struct config *cfg, const char *domain, size_t len);
 /* True when the address is inside one of relay_networks (IPv4-mapped IPv6 counts as IPv4). */
@@ -284,7 +290,7 @@ uint32_t config_retry_delay(const struct config *cfg, unsigned attempts);
 /*
  * For SIGHUP: the keys that differ between the running config and the new one but take effect
  * only on a restart ([server] listen, listen_tls, shards, max_connections, busy_poll_us,
- * control_socket;
+ * pin_shards, control_socket;
  * [spool] dir, segment_size, fsync). Writes their names into buf ("[server] listen,
  * [spool] dir"; "" when none, cut to len) and returns how many there are. Every other key,
  * [deliver], [queue], [transport], [domain NAME] and [tls] (a new certificate, for new

@@ -204,6 +204,7 @@ daemon_reload(struct daemon *d)
 		next->fsync = d->cfg->fsync;
 		next->segment_size = d->cfg->segment_size;
 		next->busy_poll_us = d->cfg->busy_poll_us;
+		next->pin_shards = d->cfg->pin_shards;
 		memcpy(next->control_socket, d->cfg->control_socket, sizeof next->control_socket);
 		next->deliver_enabled = d->cfg->deliver_enabled;
 		next->auth_check_threads = d->cfg->auth_check_threads;

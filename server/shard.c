@@ -1,6 +1,8 @@
 #include "server/shard.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -788,11 +790,33 @@ shard_wake_fd(const struct shard *sh)
 	return sh->wake_fd;
 }
 
+/* Names the thread "shard-N" (ps -L, top -H) and, under pin_shards, keeps it on one CPU: shard
+ * i on the i-th CPU ringmx may use, so N shards on N CPUs each own one and keep their caches. */
+static void
+shard_pin(struct shard *sh)
+{
+	char name[16];
+	snprintf(name, sizeof name, "shard-%u", sh->id);
+	pthread_setname_np(pthread_self(), name);
+	if (!sh->cfg->pin_shards)
+		return;
+	int cpu = config_cpu_nth(sh->id);
+	cpu_set_t one;
+	CPU_ZERO(&one);
+	if (cpu >= 0)
+		CPU_SET(cpu, &one);
+	if (cpu < 0 || sched_setaffinity(0, sizeof one, &one) != 0)
+		log_msg(LOG_WARN, "pin_failed", "not pinned to a CPU: %s", strerror(errno));
+	else
+		log_msg(LOG_DEBUG, "pinned", "on CPU %d", cpu);
+}
+
 static void *
 shard_main(void *arg)
 {
 	struct shard *sh = arg;
 	log_thread_init((int)sh->id, true);
+	shard_pin(sh);
 	struct loop_params lp = {
 		.entries = SHARD_RING_ENTRIES,
 		.nbufs = SHARD_RECV_BUFS,

@@ -634,6 +634,42 @@ def test_check_reports_a_missing_file(tmp_path):
     assert conf + ": " in p.stderr
 
 
+# ---- shard threads ------------------------------------------------------------------------
+
+def thread_cpus(pid):
+    """{thread name: its Cpus_allowed_list} for the process's threads named shard-N."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+            name = f.read().strip()
+        if name.startswith("shard-"):
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                out[name] = [l.split(":", 1)[1].strip() for l in f
+                             if l.startswith("Cpus_allowed_list:")][0]
+    return out
+
+
+def process_cpus(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return [l.split(":", 1)[1].strip() for l in f if l.startswith("Cpus_allowed_list:")][0]
+
+
+def test_each_shard_thread_runs_pinned_on_its_own_cpu_and_pin_shards_no_leaves_them_free(
+        ringmx_factory):
+    cpus = sorted(os.sched_getaffinity(0))
+    srv = ringmx_factory(server={"shards": str(len(cpus) + 1)})
+    # shard i on the i-th CPU of the mask, the one past the last CPU back on the first
+    want = {"shard-%d" % i: str(cpus[i % len(cpus)]) for i in range(len(cpus) + 1)}
+    assert thread_cpus(srv.proc.pid) == want
+    # the main thread (signals, reload) is not pinned
+    assert process_cpus(srv.proc.pid) == process_cpus(os.getpid())
+    assert_serves(srv.port)
+    free = ringmx_factory(server={"shards": "2", "pin_shards": "no"})
+    assert thread_cpus(free.proc.pid) == {"shard-0": process_cpus(os.getpid()),
+                                          "shard-1": process_cpus(os.getpid())}
+    assert_serves(free.port)
+
+
 # ---- graceful stop ------------------------------------------------------------------------
 
 def test_sigterm_lets_a_message_in_progress_finish_then_says_421_and_exits_0(ringmx_factory):

@@ -172,6 +172,7 @@ Test(config, defaults_apply_when_keys_are_absent)
 	cr_assert_eq(cfg->timeout_data, 300);
 	cr_assert_eq(cfg->timeout_session, 3600);
 	cr_assert_eq(cfg->greeting_delay_ms, 0);
+	cr_assert(cfg->pin_shards);
 	cr_assert_eq(cfg->shutdown_timeout, 10);
 	cr_assert_eq(cfg->bare_newline, CONFIG_BARE_NEWLINE_REJECT);
 	cr_assert_eq(cfg->log_level, CONFIG_LOG_INFO);
@@ -404,6 +405,32 @@ Test(config, cpu_count_follows_the_affinity_mask)
 	struct config *cfg = load("[server]\nshards = 0\n");
 	cr_assert_eq(cfg->shards, 1, "shards = 0 under a one-CPU mask is one shard");
 	config_free(cfg);
+}
+
+/* Shard i goes on the i-th CPU of the mask, wrapping; pin_shards = no turns it off. */
+Test(config, shard_cpus_are_picked_from_the_affinity_mask_in_turn)
+{
+	cpu_set_t set;
+	int cpus[CPU_SETSIZE], n = 0;
+
+	cr_assert_eq(sched_getaffinity(0, sizeof set, &set), 0);
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		if (CPU_ISSET(cpu, &set))
+			cpus[n++] = cpu;
+	for (unsigned i = 0; i < (unsigned)n * 2 + 1; i++)
+		cr_assert_eq(config_cpu_nth(i), cpus[i % (unsigned)n], "shard %u", i);
+	/* A mask of the last CPU alone: every shard on it. */
+	CPU_ZERO(&set);
+	CPU_SET(cpus[n - 1], &set);
+	cr_assert_eq(sched_setaffinity(0, sizeof set, &set), 0);
+	cr_assert_eq(config_cpu_nth(0), cpus[n - 1]);
+	cr_assert_eq(config_cpu_nth(5), cpus[n - 1]);
+	struct config *cfg = load("[server]\npin_shards = no\n");
+	cr_assert(!cfg->pin_shards);
+	config_free(cfg);
+	assert_error("[server]\npin_shards = maybe\n",
+		     "test.conf:2: [server] pin_shards: expected yes or no (or true, false, 1, 0), "
+		     "got \"maybe\"");
 }
 
 Test(config, comments_indentation_and_crlf_are_accepted)
@@ -2110,17 +2137,17 @@ Test(config, restart_changes_lists_only_keys_that_cannot_be_reloaded)
 	struct config *b = load("[server]\nlisten = 127.0.0.1:025\nshards = 2\nmax_errors = 3\n"
 				"log_level = debug\n[accept]\ndomains = example.com\n");
 	struct config *c = load("[server]\nlisten = 127.0.0.1:26\nshards = 3\nmax_connections = 9\n"
-				"[spool]\ndir = /x\nsegment_size = 2M\nfsync = no\n");
+				"pin_shards = no\n[spool]\ndir = /x\nsegment_size = 2M\nfsync = no\n");
 	char buf[256];
 
 	cr_assert_eq(config_restart_changes(a, b, buf, sizeof buf), 0);
 	cr_assert_str_eq(buf, "");
 	/* the control socket's default follows [spool] dir, so it moves too */
-	cr_assert_eq(config_restart_changes(a, c, buf, sizeof buf), 7);
+	cr_assert_eq(config_restart_changes(a, c, buf, sizeof buf), 8);
 	cr_assert_str_eq(buf, "[server] listen, [server] shards, [server] max_connections, "
 			      "[spool] dir, [spool] segment_size, [spool] fsync, "
-			      "[server] control_socket");
-	cr_assert_eq(config_restart_changes(a, c, buf, 10), 7, "a short buffer still counts");
+			      "[server] pin_shards, [server] control_socket");
+	cr_assert_eq(config_restart_changes(a, c, buf, 10), 8, "a short buffer still counts");
 	cr_assert_str_eq(buf, "[server] ");
 	config_free(a);
 	config_free(b);
