@@ -141,13 +141,14 @@ data_line(const char *p, const char *end, char **o, uint32_t *state, uint32_t *f
 
 /*
  * The bulk path, for the common case of many ordinary CRLF lines: from p, at a point where the
- * previous byte is known not to be a CR (state DATA_MID), copies whole vectors in which every
+ * previous byte is not a pending CR (state DATA_MID), copies whole vectors in which every
  * CR is followed by an LF, every LF is preceded by a CR and no LF is followed by a '.', so no
  * byte in them needs the state machine: no line-start dot to delete, no terminator, no bare
- * CR or LF. Looking one and two bytes ahead of each vector needs p + 18 bytes of input. Stops
- * at the first vector holding anything else (or near the end of the input) and leaves the
- * rest to data_line(); returns p when it copied nothing. The state afterwards follows from the
- * last byte copied: after a CR, DATA_CR (its LF is next), after an LF, DATA_BOL, else DATA_MID.
+ * CR or LF. Looking one and two bytes ahead of the vector at q needs q + 18 bytes of input.
+ * Stops at the first vector holding anything else (or near the end of the input) and leaves
+ * the rest to data_line(); returns p when it copied nothing. The state afterwards follows from
+ * the last byte copied: after a CR, DATA_CR (its LF is next), after an LF, DATA_BOL, else
+ * DATA_MID.
  */
 static const char *
 data_run(const char *p, const char *end, char **o, uint32_t *state, uint32_t *flags)
@@ -184,7 +185,8 @@ data_run(const char *p, const char *end, char **o, uint32_t *state, uint32_t *fl
 
 /*
  * Resolves the state left at a line start or at a cut, consuming at most the byte at *p.
- * Returns true when the byte still has to go through data_line() (state is then DATA_MID).
+ * Returns true when the byte still has to go through data_run() or data_line() (state is then
+ * DATA_MID).
  */
 static bool
 data_edge(const char **p, char **o, uint32_t *state, uint32_t *flags)
