@@ -5,7 +5,8 @@
  * disagree. It keeps the position of the next CR and of the next LF, each found by memchr and
  * searched again only once the walk has passed it, so every byte is scanned at most once per
  * kind: a CRLF message costs two memchr calls and one memcpy per line, and a message full of
- * bare CRs stays linear. Whichever of the two comes first ends the current line.
+ * bare CRs stays linear. Whichever of the two comes first ends the current line, and
+ * put_line() breaks one over BODY_LINE_MAX octets.
  */
 #include "queue/body_encode.h"
 
@@ -30,6 +31,21 @@ put(char *out, size_t *o, const char *s, size_t n)
 	*o += n;
 }
 
+/* One line's octets (no line end): room of them at most (BODY_LINE_MAX, less a stuffed '.'
+ * already written), then CRLF SPACE and the rest, the space counting in the next piece. */
+static void
+put_line(char *out, size_t *o, const char *s, size_t n, size_t room)
+{
+	while (n > room) {
+		put(out, o, s, room);
+		put(out, o, "\r\n ", 3);
+		s += room;
+		n -= room;
+		room = BODY_LINE_MAX - 1;
+	}
+	put(out, o, s, n);
+}
+
 static size_t
 body_encode_walk(const char *msg, size_t len, char *out)
 {
@@ -46,18 +62,21 @@ body_encode_walk(const char *msg, size_t len, char *out)
 			lf = next_of(msg, i, len, '\n');
 		searched = true;
 		/* RFC 5321 4.5.2: a line that starts with a period gets one more. */
-		if (msg[i] == '.')
+		size_t room = BODY_LINE_MAX;
+		if (msg[i] == '.') {
 			put(out, &o, ".", 1);
+			room--;
+		}
 		if (cr < lf) { /* CRLF, or a bare CR: one line end either way */
-			put(out, &o, msg + i, cr - i);
+			put_line(out, &o, msg + i, cr - i, room);
 			i = cr + 1;
 			if (i < len && msg[i] == '\n')
 				i++;
 		} else if (lf < len) { /* a bare LF */
-			put(out, &o, msg + i, lf - i);
+			put_line(out, &o, msg + i, lf - i, room);
 			i = lf + 1;
 		} else { /* the last line has no line end: add one */
-			put(out, &o, msg + i, len - i);
+			put_line(out, &o, msg + i, len - i, room);
 			i = len;
 		}
 		put(out, &o, "\r\n", 2);

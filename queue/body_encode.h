@@ -9,6 +9,11 @@
  *     "\r\r\n" is a bare CR then a CRLF: two line ends;
  *   - a line that starts with '.' gets one more '.' (transparency, RFC 5321 4.5.2), a line
  *     being what follows the message start or any of the line ends above;
+ *   - no line on the wire is longer than BODY_LINE_MAX (998) octets before its CRLF, the
+ *     limit of RFC 5321 4.5.3.1.6: a longer one is broken by CRLF SPACE, as Postfix does
+ *     (smtp_line_length_limit); in a header that is a folded line (RFC 5322 2.2.3),
+ *     elsewhere a space more, and a receiver that refuses long lines gets the message. The
+ *     RFC does not count the dot added for transparency; we do, for receivers that count it;
  *   - a CRLF is added when the message does not end with a line end;
  *   - the terminator ".\r\n" follows. An empty message gives just ".\r\n".
  * So the output holds "\r\n.\r\n" only as its last five bytes (or is ".\r\n" itself).
@@ -35,6 +40,8 @@
 #include <stdint.h>
 
 #define BODY_ENCODE_LEN_MAX (SIZE_MAX / 2 - 8)
+/* Octets of a line sent in DATA, before its CRLF, a stuffed '.' included. */
+#define BODY_LINE_MAX 998
 
 /* Bytes body_encode_data() writes for msg[0..len) (msg may be NULL when len is 0). */
 size_t body_encode_data_size(const char *msg, size_t len);

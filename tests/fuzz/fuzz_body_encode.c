@@ -7,9 +7,11 @@
  *     into a buffer of exactly that size;
  *   - the output holds CRLF "." CRLF only as its last five bytes (or is ".\r\n" alone), and no
  *     bare CR or LF: no server can find an end of DATA we did not send;
- *   - every output line that starts with '.' starts with "..", and undoing the dot-stuffing
- *     gives back the message with each line end (CRLF, bare CR, bare LF) made CRLF and a
- *     final CRLF added when it had none;
+ *   - every output line holds at most 998 octets before its CRLF, a stuffed '.' included
+ *     (RFC 5321 4.5.3.1.6), and one that starts with '.' starts with ".."; undoing the
+ *     dot-stuffing gives back the message with each line end (CRLF, bare CR, bare LF) made
+ *     CRLF, a final CRLF added when it had none, and each line broken by CRLF SP where its
+ *     wire form reached 998 octets (the space counting in the next piece);
  *   - body_has_bare_newline() agrees with a byte-by-byte look at the input.
  */
 #include <stdbool.h>
@@ -20,23 +22,34 @@
 #include "queue/body_encode.h"
 #include "tests/fuzz/fuzz.h"
 
-/* The message with every line end made CRLF and a last one added (2 * n + 2 bytes of room). */
+/* The message with every line end made CRLF, a last one added and long lines broken
+ * (2 * n + 2 bytes of room). */
 static size_t
 model_normalize(const char *m, size_t n, char *out)
 {
-	size_t o = 0;
+	size_t o = 0, col = 0;
 
 	for (size_t i = 0; i < n; i++) {
+		if (col == 0 && m[i] == '.' && (o == 0 || out[o - 1] == '\n'))
+			col = 1; /* stuffed on the wire */
 		if (m[i] == '\r') {
 			if (i + 1 < n && m[i + 1] == '\n')
 				i++;
 			out[o++] = '\r';
 			out[o++] = '\n';
+			col = 0;
 		} else if (m[i] == '\n') {
 			out[o++] = '\r';
 			out[o++] = '\n';
+			col = 0;
 		} else {
+			if (col == 998) {
+				memcpy(out + o, "\r\n ", 3);
+				o += 3;
+				col = 1;
+			}
 			out[o++] = m[i];
+			col++;
 		}
 	}
 	if (o > 0 && (o < 2 || out[o - 2] != '\r' || out[o - 1] != '\n')) {
@@ -46,20 +59,24 @@ model_normalize(const char *m, size_t n, char *out)
 	return o;
 }
 
-/* Undoes dot-stuffing of the lines in e[0..n) (CRLF lines); returns the length. */
+/* Undoes dot-stuffing of the lines in e[0..n) (CRLF lines), checking their length; returns
+ * the length. */
 static size_t
 model_unstuff(const char *e, size_t n, char *out)
 {
-	size_t o = 0;
+	size_t o = 0, col = 0;
 	bool bol = true;
 
 	for (size_t i = 0; i < n; i++) {
 		if (bol && e[i] == '.') {
 			FUZZ_CHECK(i + 1 < n && e[i + 1] == '.');
 			i++;
+			col = 1;
 		}
 		out[o++] = e[i];
 		bol = e[i] == '\n';
+		col = e[i] == '\r' || e[i] == '\n' ? 0 : col + 1;
+		FUZZ_CHECK(col <= 998);
 	}
 	return o;
 }

@@ -258,6 +258,39 @@ def test_without_extensions_the_client_waits_for_each_reply_and_dot_stuffs(
     # (any pipelining without PIPELINING is a violation, checked after the test)
 
 
+def fold_998(line):
+    """A line broken as ringmx (and Postfix) breaks one over 998 octets: CRLF SP after each
+    998 on the wire, the space counting in the next piece and a stuffed dot in the first (so
+    the first piece of a line starting with '.' holds 997 of its octets)."""
+    out, room = [], 997 if line.startswith(b".") else 998
+    while len(line) > room:
+        out.append(line[:room])
+        line, room = b" " + line[room:], 998
+    return b"\r\n".join(out + [line])
+
+
+@pytest.mark.outbound
+def test_lines_over_998_octets_are_broken_with_crlf_space_in_data(ringmx_factory, outbound_nsd,
+                                                                  receivers):
+    # The receiver is strict: a DATA line over 1000 octets with its CRLF (RFC 5321 4.5.3.1.6)
+    # is a violation, which fails the test after it.
+    rcv = mx_receiver(receivers, "plain.out.test", pipelining=False, chunking=False)
+    srv = mta(ringmx_factory, outbound_nsd)
+    header = b"X-Long: " + b"h" * 1500
+    body = b"b" * 2500 + b"\r\n." + b"d" * 1200 + b"\r\n" + b"e" * 998 + b"\r\nend\r\n"
+    sent = make_message(subject="long lines", body=body, headers=[header.decode()])
+    send(srv, SENDER, ["a@plain.out.test"], sent)
+    (m,) = rcv.wait_messages(1)
+    got = strip_received(m.data)
+    assert max(len(l) for l in got.split(b"\r\n")) == 998
+    # a header breaks into a folded header line; a body line gains one space per break; a
+    # line of 998 is left alone
+    want = b"\r\n".join(fold_998(l) for l in sent.split(b"\r\n"))
+    assert got == want
+    assert b"\r\n" + fold_998(header) + b"\r\n" in got
+    assert b"\r\n" + b"e" * 998 + b"\r\n" in got
+
+
 @pytest.mark.outbound
 def test_the_recipients_of_a_message_share_transactions_of_max_recipients(
         ringmx_factory, outbound_nsd, receivers):

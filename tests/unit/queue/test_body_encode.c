@@ -51,16 +51,19 @@ bare_guarded(const char *msg, size_t len)
 	return b;
 }
 
-/* The obvious byte-at-a-time encoder the fast one must agree with. */
+/* The obvious byte-at-a-time encoder the fast one must agree with. col counts the octets of
+ * the output line so far, a stuffed '.' included: the 999th breaks the line with CRLF SP. */
 static size_t
 ref_encode(const char *m, size_t len, char *out)
 {
-	size_t o = 0;
+	size_t o = 0, col = 0;
 	bool bol = true;
 
 	for (size_t i = 0; i < len; i++) {
-		if (bol && m[i] == '.')
+		if (bol && m[i] == '.') {
 			out[o++] = '.';
+			col = 1;
+		}
 		bol = false;
 		if (m[i] == '\r' || m[i] == '\n') {
 			if (m[i] == '\r' && i + 1 < len && m[i + 1] == '\n')
@@ -68,8 +71,15 @@ ref_encode(const char *m, size_t len, char *out)
 			out[o++] = '\r';
 			out[o++] = '\n';
 			bol = true;
+			col = 0;
 		} else {
+			if (col == BODY_LINE_MAX) {
+				memcpy(out + o, "\r\n ", 3);
+				o += 3;
+				col = 1;
+			}
 			out[o++] = m[i];
+			col++;
 		}
 	}
 	if (len > 0 && !bol) {
@@ -80,20 +90,31 @@ ref_encode(const char *m, size_t len, char *out)
 	return o + 3;
 }
 
-/* Every line end of m as CRLF, plus a CRLF when m is not empty and lacks a final one. */
+/* Every line end of m as CRLF, plus a CRLF when m is not empty and lacks a final one; a line
+ * over BODY_LINE_MAX octets (BODY_LINE_MAX - 1 when it starts with '.', which is stuffed)
+ * broken by CRLF SP (the space counted in the next piece). */
 static size_t
 ref_normalize(const char *m, size_t len, char *out)
 {
-	size_t o = 0;
+	size_t o = 0, col = 0;
 
 	for (size_t i = 0; i < len; i++) {
+		if (col == 0 && m[i] == '.' && (o == 0 || out[o - 1] == '\n'))
+			col = 1; /* the stuffed dot, on the wire */
 		if (m[i] == '\r' || m[i] == '\n') {
 			if (m[i] == '\r' && i + 1 < len && m[i + 1] == '\n')
 				i++;
 			out[o++] = '\r';
 			out[o++] = '\n';
+			col = 0;
 		} else {
+			if (col == BODY_LINE_MAX) {
+				memcpy(out + o, "\r\n ", 3);
+				o += 3;
+				col = 1;
+			}
 			out[o++] = m[i];
+			col++;
 		}
 	}
 	if (len > 0 && m[len - 1] != '\r' && m[len - 1] != '\n') {
@@ -105,8 +126,9 @@ ref_normalize(const char *m, size_t len, char *out)
 
 /*
  * The receiving side (RFC 5321 4.5.2): splits enc into CRLF lines, which must hold no other
- * CR or LF; ends at the first line "."; removes one leading '.' from the others. The "."
- * line must be the last bytes of enc. Returns the length of the decoded message in out.
+ * CR or LF and at most 998 octets (4.5.3.1.6, a stuffed '.' counted); ends at the first
+ * line "."; removes one leading '.' from the others. The "." line must be the last bytes of
+ * enc. Returns the length of the decoded message in out.
  */
 static size_t
 ref_unstuff(const char *enc, size_t len, char *out)
@@ -124,6 +146,7 @@ ref_unstuff(const char *enc, size_t len, char *out)
 			cr_assert_eq(e + 2, len, "terminator before the end");
 			return o;
 		}
+		cr_assert_leq(e - i, 998, "a line of %zu octets at %zu", e - i, i);
 		if (enc[i] == '.')
 			i++;
 		memcpy(out + o, enc + i, e - i);
@@ -373,6 +396,83 @@ Test(body_encode, random_messages_match_the_reference_and_unstuff_to_the_input)
 			msg[i] = rng_byte(&seed);
 		check_one(msg, len, NULL, 0);
 		cr_assert_eq(bare_guarded(msg, len), ref_bare(msg, len), "iteration %d", iter);
+	}
+}
+
+/* A line of n copies of c (then the rest of the row), for the long-line table below. */
+static size_t
+long_line(char *buf, size_t n, char c, const char *rest)
+{
+	memset(buf, c, n);
+	strcpy(buf + n, rest);
+	return n + strlen(rest);
+}
+
+Test(body_encode, lines_over_998_octets_are_broken_by_crlf_space)
+{
+	static char in[4096], want[4096];
+	size_t n, w;
+
+	/* 998 octets: the limit itself, unchanged. */
+	n = long_line(in, 998, 'a', "\r\n");
+	w = long_line(want, 998, 'a', "\r\n.\r\n");
+	check_one(in, n, want, w);
+	/* 999: 998, CRLF SP, the last one. */
+	n = long_line(in, 999, 'a', "\r\n");
+	w = long_line(want, 998, 'a', "\r\n a\r\n.\r\n");
+	check_one(in, n, want, w);
+	/* The stuffed dot counts (RFC 5321 4.5.3.1.6 does not, some receivers do): ".bbb..." of
+	 * 997 stays one line of 998 on the wire, of 998 it breaks before its last 'b'. */
+	in[0] = '.';
+	memset(in + 1, 'b', 996);
+	strcpy(in + 997, "\r\n");
+	want[0] = '.';
+	want[1] = '.';
+	memset(want + 2, 'b', 996);
+	strcpy(want + 998, "\r\n.\r\n");
+	check_one(in, 999, want, 1003);
+	in[0] = '.';
+	memset(in + 1, 'b', 997);
+	strcpy(in + 998, "\r\n");
+	want[0] = '.';
+	want[1] = '.';
+	memset(want + 2, 'b', 996);
+	strcpy(want + 998, "\r\n b\r\n.\r\n");
+	check_one(in, 1000, want, 1007);
+	/* 2,500 octets with no line end: 998 + SP 997 + SP 505 (the space counts). */
+	n = long_line(in, 2500, 'c', "");
+	w = long_line(want, 998, 'c', "\r\n ");
+	memset(want + w, 'c', 997);
+	w += 997;
+	memcpy(want + w, "\r\n ", 3);
+	w += 3;
+	memset(want + w, 'c', 505);
+	w += 505;
+	memcpy(want + w, "\r\n.\r\n", 5);
+	w += 5;
+	check_one(in, n, want, w);
+	/* A bare LF and a bare CR end a long line as CRLF does. */
+	n = long_line(in, 1000, 'd', "\n");
+	w = long_line(want, 998, 'd', "\r\n dd\r\n.\r\n");
+	check_one(in, n, want, w);
+}
+
+/* Sparse line ends (of the three kinds), so lines of every length around BODY_LINE_MAX and
+ * its multiples meet the reference, a dot often opening them. */
+Test(body_encode, random_long_lines_match_the_reference_and_unstuff_to_the_input)
+{
+	uint64_t seed = 0x10ce5eedull;
+	static char msg[6000];
+
+	for (int iter = 0; iter < 400; iter++) {
+		size_t len = (size_t)(rng_next(&seed) >> 32) % sizeof(msg);
+		unsigned gap = 200 + (unsigned)(rng_next(&seed) % 2400);
+
+		for (size_t i = 0; i < len; i++) {
+			uint64_t r = rng_next(&seed) >> 32;
+			msg[i] = r % gap == 0 ? "\r\n"[r / gap % 2] : r % 97 == 0 ? '.' : 'x';
+		}
+		check_one(msg, len, NULL, 0);
 	}
 }
 
