@@ -192,7 +192,7 @@ sink_config(const struct sink_opts *o, unsigned nshards)
 			 "[server]\nlisten = %s\nhostname = %s\nshards = %u\nmax_connections = 60000\n"
 			 "max_connections_per_ip = 0\nmax_message_size = 1g\nmax_recipients = 100000\n"
 			 "max_line_length = 65536\nmax_errors = 1000\ntimeout_session = 86400\n"
-			 "log_level = warn\nbare_newline = accept\nbusy_poll_us = %u\n"
+			 "log_level = warn\nbare_newline = accept\nbusy_poll_us = %u\npin_shards = no\n"
 			 "[spool]\ndir = /nonexistent-sink-stores-nothing\n",
 			 o->listen, o->hostname ? o->hostname : "sink.invalid", nshards,
 			 o->busy_poll_us);

@@ -660,11 +660,13 @@ def test_each_shard_thread_runs_pinned_on_its_own_cpu_and_pin_shards_no_leaves_t
     srv = ringmx_factory(server={"shards": str(len(cpus) + 1)})
     # shard i on the i-th CPU of the mask, the one past the last CPU back on the first
     want = {"shard-%d" % i: str(cpus[i % len(cpus)]) for i in range(len(cpus) + 1)}
+    srv.wait_log("started")  # every shard is up and has named and pinned itself
     assert thread_cpus(srv.proc.pid) == want
     # the main thread (signals, reload) is not pinned
     assert process_cpus(srv.proc.pid) == process_cpus(os.getpid())
     assert_serves(srv.port)
     free = ringmx_factory(server={"shards": "2", "pin_shards": "no"})
+    free.wait_log("started")
     assert thread_cpus(free.proc.pid) == {"shard-0": process_cpus(os.getpid()),
                                           "shard-1": process_cpus(os.getpid())}
     assert_serves(free.port)

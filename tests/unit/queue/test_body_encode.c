@@ -455,6 +455,9 @@ Test(body_encode, lines_over_998_octets_are_broken_by_crlf_space)
 	n = long_line(in, 1000, 'd', "\n");
 	w = long_line(want, 998, 'd', "\r\n dd\r\n.\r\n");
 	check_one(in, n, want, w);
+	n = long_line(in, 999, 'e', "\rf");
+	w = long_line(want, 998, 'e', "\r\n e\r\nf\r\n.\r\n");
+	check_one(in, n, want, w);
 }
 
 /* Sparse line ends (of the three kinds), so lines of every length around BODY_LINE_MAX and
