@@ -3,8 +3,9 @@
 # smtp-source against the same receiver (ringmx-sink), same message bytes, same concurrency,
 # same connection reuse, in alternation, 3 rounds. smtp-source cannot pipeline: it always runs
 # lock-step, and so does ringmx-bench unless --pipelining is given, which lets ringmx-bench use
-# the PIPELINING the sink advertises (RFC 2920; one write per transaction and none waiting on
-# a reply in between), the way it drives any server that offers it.
+# the PIPELINING the sink advertises (RFC 2920: a transaction's commands in one write, behind
+# the previous message's end, so one round trip a message instead of four), the way it drives
+# any server that offers it.
 #   scripts/bench-generator.sh [--messages N] [--connections C] [--rounds R] [--busy-poll US]
 #                              [--body BYTES] [--new-conn] [--sink-poll US] [--pipelining]
 # ringmx-bench polls --busy-poll US (default 200) before sleeping: it owns its core, and on a VM

@@ -801,12 +801,15 @@ shard_pin(struct shard *sh)
 	if (!sh->cfg->pin_shards)
 		return;
 	int cpu = config_cpu_nth(sh->id);
+	if (cpu < 0) {
+		log_msg(LOG_WARN, "pin_failed", "not pinned: the CPU affinity mask is unreadable");
+		return;
+	}
 	cpu_set_t one;
 	CPU_ZERO(&one);
-	if (cpu >= 0)
-		CPU_SET(cpu, &one);
-	if (cpu < 0 || sched_setaffinity(0, sizeof one, &one) != 0)
-		log_msg(LOG_WARN, "pin_failed", "not pinned to a CPU: %s", strerror(errno));
+	CPU_SET(cpu, &one);
+	if (sched_setaffinity(0, sizeof one, &one) != 0)
+		log_msg(LOG_WARN, "pin_failed", "not pinned to CPU %d: %s", cpu, strerror(errno));
 	else
 		log_msg(LOG_DEBUG, "pinned", "on CPU %d", cpu);
 }

@@ -636,6 +636,12 @@ def test_check_reports_a_missing_file(tmp_path):
 
 # ---- shard threads ------------------------------------------------------------------------
 
+def cpus_allowed(status_path):
+    """The Cpus_allowed_list of a /proc status file ("0-1", "1")."""
+    with open(status_path) as f:
+        return [l.split(":", 1)[1].strip() for l in f if l.startswith("Cpus_allowed_list:")][0]
+
+
 def thread_cpus(pid):
     """{thread name: its Cpus_allowed_list} for the process's threads named shard-N."""
     out = {}
@@ -643,15 +649,12 @@ def thread_cpus(pid):
         with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
             name = f.read().strip()
         if name.startswith("shard-"):
-            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
-                out[name] = [l.split(":", 1)[1].strip() for l in f
-                             if l.startswith("Cpus_allowed_list:")][0]
+            out[name] = cpus_allowed("/proc/%d/task/%s/status" % (pid, tid))
     return out
 
 
 def process_cpus(pid):
-    with open("/proc/%d/status" % pid) as f:
-        return [l.split(":", 1)[1].strip() for l in f if l.startswith("Cpus_allowed_list:")][0]
+    return cpus_allowed("/proc/%d/status" % pid)
 
 
 def test_each_shard_thread_runs_pinned_on_its_own_cpu_and_pin_shards_no_leaves_them_free(

@@ -399,64 +399,49 @@ Test(body_encode, random_messages_match_the_reference_and_unstuff_to_the_input)
 	}
 }
 
-/* A line of n copies of c (then the rest of the row), for the long-line table below. */
+/* prefix, n copies of c, then rest (NUL-terminated); returns the length. */
 static size_t
-long_line(char *buf, size_t n, char c, const char *rest)
+long_line(char *buf, const char *prefix, size_t n, char c, const char *rest)
 {
-	memset(buf, c, n);
-	strcpy(buf + n, rest);
-	return n + strlen(rest);
+	size_t p = strlen(prefix);
+
+	memcpy(buf, prefix, p);
+	memset(buf + p, c, n);
+	strcpy(buf + p + n, rest);
+	return p + n + strlen(rest);
 }
 
 Test(body_encode, lines_over_998_octets_are_broken_by_crlf_space)
 {
+	/* A line of prefix + n x c + rest, and its encoding, built the same way. */
+	static const struct {
+		const char *why, *in_pre;
+		size_t in_n;
+		const char *in_rest, *out_pre;
+		size_t out_n;
+		const char *out_rest;
+	} rows[] = {
+	    {"998 octets: the limit itself, unchanged", "", 998, "\r\n", "", 998, "\r\n.\r\n"},
+	    {"999: 998, CRLF SP, the last one", "", 999, "\r\n", "", 998, "\r\n x\r\n.\r\n"},
+	    /* The stuffed dot counts (RFC 5321 4.5.3.1.6 does not, some receivers do). */
+	    {"a dotted 997 is 998 on the wire", ".", 996, "\r\n", "..", 996, "\r\n.\r\n"},
+	    {"a dotted 998 breaks", ".", 997, "\r\n", "..", 996, "\r\n x\r\n.\r\n"},
+	    {"a bare LF ends a long line", "", 1000, "\n", "", 998, "\r\n xx\r\n.\r\n"},
+	    {"a bare CR ends a long line", "", 999, "\rf", "", 998, "\r\n x\r\nf\r\n.\r\n"},
+	};
 	static char in[4096], want[4096];
-	size_t n, w;
 
-	/* 998 octets: the limit itself, unchanged. */
-	n = long_line(in, 998, 'a', "\r\n");
-	w = long_line(want, 998, 'a', "\r\n.\r\n");
-	check_one(in, n, want, w);
-	/* 999: 998, CRLF SP, the last one. */
-	n = long_line(in, 999, 'a', "\r\n");
-	w = long_line(want, 998, 'a', "\r\n a\r\n.\r\n");
-	check_one(in, n, want, w);
-	/* The stuffed dot counts (RFC 5321 4.5.3.1.6 does not, some receivers do): ".bbb..." of
-	 * 997 stays one line of 998 on the wire, of 998 it breaks before its last 'b'. */
-	in[0] = '.';
-	memset(in + 1, 'b', 996);
-	strcpy(in + 997, "\r\n");
-	want[0] = '.';
-	want[1] = '.';
-	memset(want + 2, 'b', 996);
-	strcpy(want + 998, "\r\n.\r\n");
-	check_one(in, 999, want, 1003);
-	in[0] = '.';
-	memset(in + 1, 'b', 997);
-	strcpy(in + 998, "\r\n");
-	want[0] = '.';
-	want[1] = '.';
-	memset(want + 2, 'b', 996);
-	strcpy(want + 998, "\r\n b\r\n.\r\n");
-	check_one(in, 1000, want, 1007);
+	for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
+		size_t n = long_line(in, rows[r].in_pre, rows[r].in_n, 'x', rows[r].in_rest);
+		size_t w = long_line(want, rows[r].out_pre, rows[r].out_n, 'x', rows[r].out_rest);
+		cr_log_info("%s", rows[r].why);
+		check_one(in, n, want, w);
+	}
 	/* 2,500 octets with no line end: 998 + SP 997 + SP 505 (the space counts). */
-	n = long_line(in, 2500, 'c', "");
-	w = long_line(want, 998, 'c', "\r\n ");
-	memset(want + w, 'c', 997);
-	w += 997;
-	memcpy(want + w, "\r\n ", 3);
-	w += 3;
-	memset(want + w, 'c', 505);
-	w += 505;
-	memcpy(want + w, "\r\n.\r\n", 5);
-	w += 5;
-	check_one(in, n, want, w);
-	/* A bare LF and a bare CR end a long line as CRLF does. */
-	n = long_line(in, 1000, 'd', "\n");
-	w = long_line(want, 998, 'd', "\r\n dd\r\n.\r\n");
-	check_one(in, n, want, w);
-	n = long_line(in, 999, 'e', "\rf");
-	w = long_line(want, 998, 'e', "\r\n e\r\nf\r\n.\r\n");
+	size_t n = long_line(in, "", 2500, 'c', "");
+	size_t w = long_line(want, "", 998, 'c', "\r\n ");
+	w += long_line(want + w, "", 997, 'c', "\r\n ");
+	w += long_line(want + w, "", 505, 'c', "\r\n.\r\n");
 	check_one(in, n, want, w);
 }
 
